@@ -1,0 +1,128 @@
+"""The base class every negative transform shares: input checks, video, partners, replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+_SUPPORTED_DTYPES = (
+    torch.float32,
+    torch.float64,
+    torch.float16,
+    torch.bfloat16,
+    torch.uint8,
+)
+
+
+def check_images(x: Any, name: str = "x") -> None:
+    """Raise a clear error unless ``x`` is an image or video batch of a supported dtype."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() not in (4, 5):
+        raise ValueError(
+            f"{name} must be images (B, C, H, W) or video (B, C, T, H, W), got shape {tuple(x.shape)}"
+        )
+    if x.dtype not in _SUPPORTED_DTYPES:
+        names = ", ".join(str(d).replace("torch.", "") for d in _SUPPORTED_DTYPES)
+        raise TypeError(f"{name} must have dtype in ({names}), got {x.dtype}")
+    if x.shape[0] == 0 or x.shape[-1] == 0 or x.shape[-2] == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(x.shape)}")
+
+
+def check_generator(generator: Any, x: torch.Tensor) -> None:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if generator.device.type != x.device.type:
+        raise ValueError(
+            f"generator must live on the input's device type ({x.device.type}), got a generator on "
+            f"{generator.device}; create it with torch.Generator(device=x.device)"
+        )
+
+
+class NegativeTransform:
+    """Base class: turns a batch of real samples into negatives.
+
+    Subclasses implement :meth:`sample` (draw per-sample parameters as tensors) and
+    :meth:`apply` (a deterministic function of the input and the parameters). Calling the
+    transform draws parameters, applies them and remembers them in :attr:`last_params`, so the
+    same negatives can be replayed with ``t(x, params=t.last_params)``.
+
+    Video ``(B, C, T, H, W)`` is handled by the subclasses' ``apply``: parameters are drawn once
+    per clip and used for every frame.
+
+    Attributes:
+        name: registry name.
+        pairwise: ``True`` if each negative is made from two images (a partner is needed).
+        distinct_from_source: ``True`` if the transform guarantees a negative differs from its
+            source whenever the source is not constant over the affected region.
+        frame_params: ``True`` if a video clip's parameters are shared by all its frames (so a
+            frame can be replayed alone with ``params=last_params``).
+    """
+
+    name = "transform"
+    pairwise = False
+    distinct_from_source = True
+    frame_params = True
+
+    def __init__(self) -> None:
+        self.last_params: dict[str, torch.Tensor] | None = None
+
+    # -- to implement ---------------------------------------------------------------------
+    def sample(
+        self, x: torch.Tensor, generator: torch.Generator | None, *, external_partner: bool
+    ) -> dict[str, torch.Tensor]:
+        """Draw per-sample parameters; ``external_partner`` is True when partner images are given."""
+        raise NotImplementedError
+
+    def apply(
+        self, x: torch.Tensor, params: dict[str, torch.Tensor], partner: torch.Tensor | None
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------
+    def __call__(
+        self,
+        x: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        partner: torch.Tensor | None = None,
+        params: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Make one negative per sample of ``x``.
+
+        Args:
+            x: ``(B, C, H, W)`` images or ``(B, C, T, H, W)`` video; float or uint8.
+            generator: ``torch.Generator`` on ``x``'s device; the same state gives the same output.
+            partner: for two-image transforms, ``(B, ...)`` partner images shaped like ``x``
+                (sample ``i`` is paired with ``partner[i]``). Without it, partners are other
+                samples of ``x``.
+            params: parameters from an earlier call (``last_params``) to replay.
+
+        Returns:
+            A new tensor with ``x``'s shape, dtype, device and memory format.
+        """
+        check_images(x)
+        check_generator(generator, x)
+        if partner is not None:
+            if not self.pairwise:
+                raise ValueError(f"transform {self.name!r} takes no partner images, got partner=")
+            check_images(partner, "partner")
+            if partner.shape != x.shape or partner.dtype != x.dtype or partner.device != x.device:
+                raise ValueError(
+                    f"partner must match x in shape, dtype and device: expected {tuple(x.shape)} "
+                    f"{x.dtype} on {x.device}, got {tuple(partner.shape)} {partner.dtype} on "
+                    f"{partner.device}"
+                )
+        if params is None:
+            params = self.sample(x, generator, external_partner=partner is not None)
+        self.last_params = params
+        return self.apply(x, params, partner)
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"

@@ -1,0 +1,360 @@
+"""Negative transforms: one contract test parametrized over every registered transform, plus a
+hand-computed numerical test per transform."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nda_plugins import transforms as T
+from nda_plugins.transforms import _sampling as S
+
+NAMES = T.available()
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8]
+
+
+def _batch(shape, dtype=torch.float32, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if dtype == torch.uint8:
+        return torch.randint(0, 256, shape, generator=g, dtype=torch.uint8).to(device)
+    return torch.rand(shape, generator=g).to(device=device, dtype=dtype)
+
+
+def _make(name, x):
+    return T.build(name, **T.example_options(name, x))
+
+
+def _gen(device, seed=1):
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def test_builtin_names_present():
+    assert {"jigsaw", "stitch", "cutout", "cutmix", "mixup", "noise", "source"} <= set(NAMES)
+
+
+# ---------------------------------------------------------------------------------------------
+# The contract, for every registered transform
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_shape_dtype_device_no_mutation(name, dtype, device):
+    x = _batch((6, 3, 16, 12), dtype, device)
+    before = x.clone()
+    y = _make(name, x)(x, generator=_gen(device))
+    assert y.shape == x.shape and y.dtype == x.dtype and y.device == x.device
+    assert y.data_ptr() != x.data_ptr()
+    assert torch.equal(x, before), "the transform modified its input"
+    assert y.is_contiguous()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_channels_last_kept(name):
+    x = _batch((4, 3, 16, 16)).contiguous(memory_format=torch.channels_last)
+    t = _make(name, x)
+    y = t(x, generator=_gen("cpu"))
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    # the same parameters on a channels-first copy give the same values
+    y_cf = t(x.contiguous(), params=t.last_params)
+    torch.testing.assert_close(y, y_cf.contiguous(memory_format=torch.channels_last), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_non_contiguous_input(name):
+    x = _batch((4, 3, 16, 32))[..., ::2]  # strided view
+    t = _make(name, x)
+    y = t(x, generator=_gen("cpu"))
+    assert y.shape == x.shape
+    torch.testing.assert_close(y, t(x.contiguous(), params=t.last_params), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_determinism(name, device):
+    x = _batch((8, 3, 16, 16), device=device)
+    t = _make(name, x)
+    a = t(x, generator=_gen(device, 7))
+    b = t(x, generator=_gen(device, 7))
+    c = t(x, generator=_gen(device, 8))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape", [(64, 3, 8, 8), (64, 1, 2, 2), (2, 3, 4, 4), (64, 3, 9, 7)])
+def test_contract_never_equal_to_source(name, shape):
+    x = _batch(shape)
+    t = _make(name, x)
+    for seed in range(5):
+        y = t(x, generator=_gen("cpu", seed))
+        same = (y == x).flatten(1).all(dim=1)
+        assert not same.any(), f"{name}: {int(same.sum())} negatives equal their source (seed {seed})"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_video_one_draw_per_clip(name):
+    x = _batch((4, 3, 5, 16, 16))  # (B, C, T, H, W)
+    t = _make(name, x)
+    y = t(x, generator=_gen("cpu"))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    if getattr(t, "frame_params", True):
+        for frame in range(x.shape[2]):
+            expected = t(x[:, :, frame], params=t.last_params)
+            assert torch.equal(y[:, :, frame], expected), f"{name}: frame {frame} used other parameters"
+    same = (y == x).flatten(1).all(dim=1)
+    assert not same.any()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_video_channels_last_3d(name):
+    x = _batch((3, 3, 4, 8, 8)).contiguous(memory_format=torch.channels_last_3d)
+    t = _make(name, x)
+    y = t(x, generator=_gen("cpu"))
+    assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(y, t(x.contiguous(), params=t.last_params), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if getattr(T.registry().factory(n), "pairwise", False)])
+def test_contract_pairwise_batch_of_one(name):
+    x = _batch((1, 3, 8, 8))
+    t = _make(name, x)
+    with pytest.raises(ValueError, match="partner"):
+        t(x)
+    partner = _batch((1, 3, 8, 8), seed=5)
+    y = t(x, partner=partner, generator=_gen("cpu"))
+    assert y.shape == x.shape and not torch.equal(y, x)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_rejects_bad_input(name):
+    x = _batch((2, 3, 8, 8))
+    t = _make(name, x)
+    with pytest.raises(ValueError, match="x must be images"):
+        t(x[0])
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        t(x.numpy() if hasattr(x, "numpy") else [1])
+    with pytest.raises(TypeError, match="dtype"):
+        t(x > 0.5)
+    with pytest.raises(TypeError, match="generator"):
+        t(x, generator=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-computed values
+# ---------------------------------------------------------------------------------------------
+
+
+def _grid4():
+    return torch.arange(16.0).view(1, 1, 4, 4)
+
+
+class TestJigsaw:
+    def test_values(self):
+        t = T.build("jigsaw")
+        y = t(_grid4(), params={"perm": torch.tensor([[2, 0, 1, 3]])})
+        expected = torch.tensor(
+            [[8.0, 9, 0, 1], [12, 13, 4, 5], [2, 3, 10, 11], [6, 7, 14, 15]]
+        ).view(1, 1, 4, 4)
+        assert torch.equal(y, expected)
+
+    def test_remainder_rows_and_columns_stay(self):
+        x = torch.arange(30.0).view(1, 1, 5, 6)
+        y = T.build("jigsaw", grid=2)(x, params={"perm": torch.tensor([[3, 2, 1, 0]])})
+        assert torch.equal(y[..., 4, :], x[..., 4, :])  # 5 rows: the last stays
+        assert torch.equal(y[..., :2, :3], x[..., 2:4, 3:6])  # cell 0 <- cell 3
+
+    def test_grid3_channels(self):
+        x = torch.arange(2 * 36.0).view(1, 2, 6, 6)
+        perm = torch.tensor([[8, 7, 6, 5, 4, 3, 2, 1, 0]])
+        y = T.build("jigsaw:grid=3")(x, params={"perm": perm})
+        # cell order reversed == rotate by 180 degrees at cell level, content kept within cells
+        for c in range(2):
+            for cell in range(9):
+                i, j = divmod(cell, 3)
+                si, sj = divmod(8 - cell, 3)
+                assert torch.equal(y[0, c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2], x[0, c, 2 * si : 2 * si + 2, 2 * sj : 2 * sj + 2])
+
+    def test_all_23_permutations_and_never_identity(self):
+        perms = S.non_identity_permutations(20000, 4, generator=_gen("cpu"), device="cpu")
+        identity = torch.arange(4)
+        assert not (perms == identity).all(dim=1).any()
+        uniq, counts = torch.unique(perms, dim=0, return_counts=True)
+        assert len(uniq) == 23
+        assert counts.min() > 20000 / 23 * 0.8  # roughly uniform
+
+    def test_large_grid_never_identity(self):
+        perms = S.non_identity_permutations(5000, 9, generator=_gen("cpu"), device="cpu")
+        assert not (perms == torch.arange(9)).all(dim=1).any()
+        assert torch.equal(perms.sort(dim=1).values, torch.arange(9).expand(5000, 9))
+
+    def test_rejects_bad_grid(self):
+        with pytest.raises(ValueError, match="grid must be >= 2"):
+            T.build("jigsaw:grid=1")
+        with pytest.raises(TypeError, match="grid must be an int"):
+            T.build("jigsaw", grid=2.5)
+        with pytest.raises(ValueError, match="at least 3x3"):
+            T.build("jigsaw:grid=3")(torch.rand(2, 1, 2, 2))
+
+
+class TestStitch:
+    def test_values(self):
+        x = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4)])
+        t = T.build("stitch")
+        params = {
+            "partner": torch.tensor([1, 0]),
+            "vertical": torch.tensor([True, False]),
+            "partner_second": torch.tensor([True, False]),
+        }
+        y = t(x, params=params)
+        # sample 0: left half its own (0), right half from sample 1 (1)
+        assert torch.equal(y[0, 0], torch.tensor([[0.0, 0, 1, 1]] * 4))
+        # sample 1: top half from sample 0 (0), bottom half its own (1)
+        assert torch.equal(y[1, 0], torch.tensor([[0.0] * 4] * 2 + [[1.0] * 4] * 2))
+
+    def test_odd_size_path_matches_definition(self):
+        x = _batch((3, 2, 5, 7))
+        t = T.build("stitch")
+        params = {"partner": torch.tensor([2, 0, 1]), "vertical": torch.tensor([True, False, True]),
+                  "partner_second": torch.tensor([False, True, True])}
+        y = t(x, params=params)
+        assert torch.equal(y[0, :, :, :3], x[2, :, :, :3]) and torch.equal(y[0, :, :, 3:], x[0, :, :, 3:])
+        assert torch.equal(y[1, :, :2], x[1, :, :2]) and torch.equal(y[1, :, 2:], x[0, :, 2:])
+        assert torch.equal(y[2, :, :, 3:], x[1, :, :, 3:]) and torch.equal(y[2, :, :, :3], x[2, :, :, :3])
+
+    def test_partners_never_self_and_cover_others(self):
+        p = S.partners(5, generator=_gen("cpu"), device="cpu")
+        many = torch.stack([S.partners(5, generator=_gen("cpu", s), device="cpu") for s in range(200)])
+        assert not (many == torch.arange(5)).any()
+        assert set(many[:, 0].tolist()) == {1, 2, 3, 4}
+        assert p.shape == (5,)
+
+
+class TestCutout:
+    def test_values(self):
+        x = _grid4()
+        params = {"top": torch.tensor([1]), "left": torch.tensor([0]), "box_h": torch.tensor([2]), "box_w": torch.tensor([3])}
+        y = T.build("cutout")(x, params=params)
+        expected = x.clone()
+        expected[0, 0, 1:3, 0:3] = torch.tensor([4.0, 5, 6, 8, 9, 10]).mean()
+        assert torch.equal(y, expected)
+
+    def test_uint8_mean_is_rounded(self):
+        x = torch.tensor([[[[0, 1], [0, 0]]]], dtype=torch.uint8)
+        params = {"top": torch.tensor([0]), "left": torch.tensor([0]), "box_h": torch.tensor([1]), "box_w": torch.tensor([2])}
+        y = T.build("cutout", low=0.5, high=1.0)(x, params=params)
+        assert y.tolist() == [[[[0, 0], [0, 0]]]]  # mean 0.5 rounds half to even
+
+    def test_box_sides_within_a_third_and_a_half(self):
+        top, left, bh, bw = S.boxes(4000, 30, 24, low=1 / 3, high=1 / 2, generator=_gen("cpu"), device="cpu")
+        assert bh.min() == 10 and bh.max() == 15 and bw.min() == 8 and bw.max() == 12
+        assert (top >= 0).all() and (top + bh <= 30).all() and (left + bw <= 24).all()
+        assert top.max() == 30 - 10 and left.min() == 0
+
+    def test_rejects_bad_range(self):
+        with pytest.raises(ValueError, match="low must be <= high"):
+            T.build("cutout", low=0.6, high=0.5)
+        with pytest.raises(ValueError, match=r"high must be in \(0.0, 1.0\]"):
+            T.build("cutout:high=1.5")
+
+
+class TestCutMix:
+    def test_values(self):
+        x = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4) * 5])
+        params = {"partner": torch.tensor([1, 0]), "top": torch.tensor([0, 2]), "left": torch.tensor([1, 0]),
+                  "box_h": torch.tensor([2, 2]), "box_w": torch.tensor([2, 1])}
+        y = T.build("cutmix")(x, params=params)
+        e0 = torch.zeros(4, 4)
+        e0[0:2, 1:3] = 5
+        e1 = torch.full((4, 4), 5.0)
+        e1[2:4, 0:1] = 0
+        assert torch.equal(y[0, 0], e0) and torch.equal(y[1, 0], e1)
+
+
+class TestMixup:
+    def test_values(self):
+        x = torch.stack([torch.zeros(1, 2, 2), torch.full((1, 2, 2), 10.0)])
+        params = {"partner": torch.tensor([1, 0]), "gamma": torch.tensor([0.25, 0.5])}
+        y = T.build("mixup")(x, params=params)
+        assert torch.allclose(y[0], torch.full((1, 2, 2), 7.5)) and torch.allclose(y[1], torch.full((1, 2, 2), 5.0))
+
+    def test_gamma_distribution(self):
+        g = S.beta_symmetric(40000, 2, generator=_gen("cpu"), device="cpu")
+        # Beta(2, 2): mean 1/2, variance 1/20
+        assert abs(g.mean() - 0.5) < 0.01 and abs(g.var() - 0.05) < 0.003
+        t = T.build("mixup")
+        t(torch.rand(2000, 1, 2, 2), generator=_gen("cpu"))
+        gamma = t.last_params["gamma"]
+        assert gamma.min() >= 0.1 and gamma.max() <= 0.9
+
+    def test_rejects_bad_alpha(self):
+        with pytest.raises(ValueError, match="alpha must be >= 1"):
+            T.build("mixup:alpha=0")
+        with pytest.raises(ValueError, match="low < high < 1"):
+            T.build("mixup", high=1.0)
+
+
+class TestNoise:
+    def test_values(self):
+        x = torch.zeros(1, 1, 2, 2)
+        eps = torch.tensor([[[[1.0, -1.0], [2.0, 0.5]]]])
+        y = T.build("noise:std=0.5")(x, params={"eps": eps})
+        assert torch.equal(y, eps * 0.5)
+
+    def test_uint8_clamps(self):
+        x = torch.tensor([[[[250, 5]]]], dtype=torch.uint8)
+        y = T.build("noise:std=0.1")(x, params={"eps": torch.tensor([[[[1.0, -1.0]]]])})
+        assert y.tolist() == [[[[255, 0]]]]
+
+
+class TestSource:
+    def test_values_and_labels(self):
+        source = torch.arange(5.0).view(5, 1, 1, 1).expand(5, 1, 2, 2).contiguous()
+        labels = torch.tensor([10, 11, 12, 13, 14])
+        t = T.build("source", source=source, labels=labels)
+        y = t(torch.zeros(3, 1, 2, 2), params={"index": torch.tensor([4, 0, 2])})
+        assert y[:, 0, 0, 0].tolist() == [4.0, 0.0, 2.0]
+        images, lab = t.draw(4, generator=_gen("cpu"))
+        assert images.shape == (4, 1, 2, 2) and torch.equal(lab, images[:, 0, 0, 0].long() + 10)
+
+    def test_dataset_source(self):
+        data = [(torch.full((1, 2, 2), float(i)), i) for i in range(4)]
+        t = T.build("source", source=data)
+        y = t(torch.zeros(6, 1, 2, 2), generator=_gen("cpu"))
+        assert set(y[:, 0, 0, 0].tolist()) <= {0.0, 1.0, 2.0, 3.0}
+
+    def test_errors(self):
+        with pytest.raises(ValueError, match="needs source="):
+            T.build("source")
+        with pytest.raises(ValueError, match="must match"):
+            T.build("source", source=torch.rand(3, 1, 4, 4))(torch.rand(2, 1, 2, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Specs and building
+# ---------------------------------------------------------------------------------------------
+
+
+def test_parse_spec():
+    assert T.parse_spec("jigsaw") == ("jigsaw", {})
+    assert T.parse_spec(" mixup:alpha=2, low=0.2,flag=true,x=none,s=abc ") == (
+        "mixup", {"alpha": 2, "low": 0.2, "flag": True, "x": None, "s": "abc"})
+    for bad in ("", ":grid=2", "jigsaw:grid", "jigsaw:grid=2,grid=3"):
+        with pytest.raises(ValueError, match="spec"):
+            T.parse_spec(bad)
+
+
+def test_build_errors_name_the_problem():
+    with pytest.raises(ValueError, match="unknown transform 'jigsw'.*jigsaw"):
+        T.build("jigsw")
+    with pytest.raises(TypeError, match=r"does not take option\(s\) \['size'\].*grid"):
+        T.build("jigsaw:size=3")
+    with pytest.raises(ValueError, match="given both"):
+        T.build("jigsaw:grid=2", grid=3)
+
+
+def test_build_passes_callables_through():
+    t = T.build("jigsaw")
+    assert T.build(t) is t
