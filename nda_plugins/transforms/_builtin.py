@@ -103,8 +103,8 @@ class Stitch(NegativeTransform):
 
     def sample(self, x, generator, *, external_partner=False):
         params = _partner_params(x, generator, external_partner)
-        coins = S.uniform((2, x.shape[0]), generator=generator, device=x.device) < 0.5
-        params.update(vertical=coins[0], partner_second=coins[1])
+        mode = torch.randint(0, 4, (x.shape[0],), generator=generator, device=x.device)
+        params.update(vertical=mode >= 2, partner_second=mode.remainder(2) == 1)
         return params
 
     def apply(self, x, params, partner):
@@ -115,7 +115,7 @@ class Stitch(NegativeTransform):
             planes, m, restore = F.to_planes(x)
             return restore(F.stitch(planes, params["partner"], params["vertical"], params["partner_second"], m))
         mask = F.half_mask(x.shape, params["vertical"], params["partner_second"])
-        return _keep_format(torch.where(mask, _partner_images(x, params, partner), x), x)
+        return _keep_format(F.select(x, _partner_images(x, params, partner), mask), x)
 
 
 class _BoxTransform(NegativeTransform):
@@ -138,8 +138,8 @@ class _BoxTransform(NegativeTransform):
         params.update(top=top, left=left, box_h=bh, box_w=bw)
         return params
 
-    def _box(self, params):
-        return params["top"], params["left"], params["box_h"], params["box_w"]
+    def _weights(self, x, params, dtype):
+        return F.box_weights(x.shape, params["top"], params["left"], params["box_h"], params["box_w"], dtype)
 
     def extra_repr(self):
         return f"low={self.low:.4g}, high={self.high:.4g}"
@@ -155,9 +155,12 @@ class Cutout(_BoxTransform):
     name = "cutout"
 
     def apply(self, x, params, partner):
-        box = self._box(params)
-        mean = F.cast_like(F.box_mean(x, *box), x)
-        return _keep_format(torch.where(F.box_mask(x.shape, *box), mean, x), x)
+        work = x.dtype if x.dtype.is_floating_point else torch.float32
+        weights = self._weights(x, params, work)
+        mean = F.box_mean(x, weights, params["box_h"], params["box_w"])
+        if not x.dtype.is_floating_point:
+            mean = mean.round()  # the fill a uint8 image can hold
+        return _keep_format(F.select(x, mean.expand_as(x), weights), x)
 
 
 class CutMix(_BoxTransform):
@@ -167,8 +170,8 @@ class CutMix(_BoxTransform):
     pairwise = True
 
     def apply(self, x, params, partner):
-        mask = F.box_mask(x.shape, *self._box(params))
-        return _keep_format(torch.where(mask, _partner_images(x, params, partner), x), x)
+        weights = self._weights(x, params, x.dtype if x.dtype.is_floating_point else torch.float32)
+        return _keep_format(F.select(x, _partner_images(x, params, partner), weights), x)
 
 
 class Mixup(NegativeTransform):
@@ -228,7 +231,12 @@ class Noise(NegativeTransform):
 
     def sample(self, x, generator, *, external_partner=False):
         dtype = x.dtype if x.dtype.is_floating_point else torch.float32
-        return {"eps": torch.empty_like(x, dtype=dtype).normal_(generator=generator)}
+        eps = torch.empty_like(x, dtype=dtype)
+        if x.device.type == "cpu" and eps.numel() >= 2 * S.NORMAL_CHUNK:
+            S.normal_parallel_(eps, generator=generator)
+        else:
+            eps.normal_(generator=generator)
+        return {"eps": eps}
 
     def apply(self, x, params, partner):
         eps = params["eps"]

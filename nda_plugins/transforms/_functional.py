@@ -21,6 +21,8 @@ from typing import Callable
 
 import torch
 
+from . import _sampling as S
+
 Restore = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -50,6 +52,19 @@ def to_planes(x: torch.Tensor) -> tuple[torch.Tensor, int, Restore]:
     return to_planes(x.contiguous())
 
 
+def _jigsaw_base(b: int, p: int, h: int, grid: int, device) -> torch.Tensor:
+    """Run index of ``(b, p, cell-row 0, row r, cell-col 0)``, shaped ``(B, P, 1, ch, 1)``."""
+    ch = h // grid
+
+    def make():
+        sample = torch.arange(b).view(b, 1, 1, 1, 1) * (p * h * grid)
+        plane = torch.arange(p).view(1, p, 1, 1, 1) * (h * grid)
+        row = torch.arange(ch).view(1, 1, 1, ch, 1) * grid
+        return sample + plane + row
+
+    return S._cached(("jigsaw_base", b, p, h, grid), device, make)
+
+
 def jigsaw(planes: torch.Tensor, perm: torch.Tensor, grid: int, m: int = 1) -> torch.Tensor:
     """Rearrange a ``grid x grid`` tiling of every sample by its own permutation.
 
@@ -74,16 +89,16 @@ def jigsaw(planes: torch.Tensor, perm: torch.Tensor, grid: int, m: int = 1) -> t
         region = planes[:, :, : ch * grid, : cw * grid * m].contiguous()
         out[:, :, : ch * grid, : cw * grid * m] = jigsaw(region, perm, grid, m)
         return out
-    run = cw * m  # one cell's row segment is a contiguous run of `run` elements
-    device = planes.device
-    src_row, src_col = perm.div(grid, rounding_mode="floor"), perm.remainder(grid)
-    # index of the run (b, p, cell-row i, row r, cell-col j) among all runs of `planes`
-    cell = (src_row * (ch * grid) + src_col).view(b, 1, grid, 1, grid)
-    sample = (torch.arange(b, device=device) * (p * h * grid)).view(b, 1, 1, 1, 1)
-    plane = (torch.arange(p, device=device) * (h * grid)).view(1, p, 1, 1, 1)
-    row = (torch.arange(ch, device=device) * grid).view(1, 1, 1, ch, 1)
-    index = (sample + plane + row + cell).view(-1)
-    return planes.view(-1, run).index_select(0, index).view(b, p, h, wm)
+    # One cell's row segment is a contiguous run of cw * m elements. Source cell s = (si, sj)
+    # starts at run si * ch * grid + sj within its plane.
+    cell_start = S._cached(
+        ("jigsaw_cells", grid, ch),
+        planes.device,
+        lambda: torch.tensor([(s // grid) * ch * grid + s % grid for s in range(grid * grid)]),
+    )
+    cells = cell_start.index_select(0, perm.reshape(-1)).view(b, 1, grid, 1, grid)
+    index = (_jigsaw_base(b, p, h, grid, planes.device) + cells).view(-1)
+    return planes.view(-1, cw * m).index_select(0, index).view(b, p, h, wm)
 
 
 def stitch(
@@ -108,60 +123,77 @@ def stitch(
     """
     b, p, h, wm = planes.shape
     device = planes.device
-    rows = torch.arange(h, device=device).view(1, h, 1)
-    halves = torch.arange(2, device=device).view(1, 1, 2)
-    second = torch.where(vertical.view(b, 1, 1), halves == 1, rows >= h // 2)  # (B, H, 2)
-    take_partner = second == partner_second.view(b, 1, 1)
-    source = torch.where(take_partner, partner.view(b, 1, 1), torch.arange(b, device=device).view(b, 1, 1))
-    plane = torch.arange(p, device=device).view(1, p, 1, 1)
-    index = ((source.unsqueeze(1) * p + plane) * h + rows.unsqueeze(1)) * 2 + halves.unsqueeze(1)
+
+    def make_patterns():  # (4, H, 2): does half-row (r, k) come from the partner, per mode
+        rows = torch.arange(h).view(h, 1)
+        halves = torch.arange(2).view(1, 2)
+        second_h = (rows >= h // 2).expand(h, 2)
+        second_v = (halves == 1).expand(h, 2)
+        return torch.stack([~second_h, second_h, ~second_v, second_v])
+
+    patterns = S._cached(("stitch_patterns", h), device, make_patterns)
+    offsets = S._cached(("stitch_offsets", p, h), device, lambda: torch.arange(p * h * 2).view(1, p, h, 2))
+    mode = vertical.long() * 2 + partner_second.long()
+    take = patterns.index_select(0, mode)  # (B, H, 2)
+    source = torch.where(take, partner.view(b, 1, 1), S.arange(b, device).view(b, 1, 1))
+    index = source.unsqueeze(1) * (p * h * 2) + offsets
     return planes.view(-1, wm // 2).index_select(0, index.view(-1)).view(b, p, h, wm)
+
+
+def _lead(x_dim: int) -> tuple[int, ...]:
+    return (1,) * (x_dim - 3)
 
 
 def half_mask(shape, vertical: torch.Tensor, partner_second: torch.Tensor) -> torch.Tensor:
     """The stitch mask (True where the partner's pixels go), broadcastable to ``shape``."""
     b, h, w = shape[0], shape[-2], shape[-1]
     device = vertical.device
-    rows = torch.arange(h, device=device).view(1, h, 1)
-    cols = torch.arange(w, device=device).view(1, 1, w)
+    rows = S.arange(h, device).view(1, h, 1)
+    cols = S.arange(w, device).view(1, 1, w)
     second = torch.where(vertical.view(b, 1, 1), cols >= w // 2, rows >= h // 2)
     mask = second == partner_second.view(b, 1, 1)
-    return mask.view((b,) + (1,) * (len(shape) - 3) + (h, w))
+    return mask.view((b,) + _lead(len(shape)) + (h, w))
 
 
-def box_mask(shape, top, left, box_h, box_w) -> torch.Tensor:
-    """``(B, 1, ..., H, W)`` bool mask, True inside each sample's box."""
+def box_weights(shape, top, left, box_h, box_w, dtype) -> torch.Tensor:
+    """``(B, 1, ..., H, W)`` mask of each sample's box as 0/1 values of ``dtype``."""
     b, h, w = shape[0], shape[-2], shape[-1]
     device = top.device
-    rows = torch.arange(h, device=device).view(1, h)
-    cols = torch.arange(w, device=device).view(1, w)
-    in_rows = (rows >= top.view(b, 1)) & (rows < (top + box_h).view(b, 1))
-    in_cols = (cols >= left.view(b, 1)) & (cols < (left + box_w).view(b, 1))
-    lead = (1,) * (len(shape) - 3)
-    return in_rows.view((b,) + lead + (h, 1)) & in_cols.view((b,) + lead + (1, w))
+    rows = S.arange(h, device).view(1, h)
+    cols = S.arange(w, device).view(1, w)
+    top, left = top.view(b, 1), left.view(b, 1)
+    in_rows = ((rows >= top) & (rows < top + box_h.view(b, 1))).to(dtype)
+    in_cols = ((cols >= left) & (cols < left + box_w.view(b, 1))).to(dtype)
+    lead = _lead(len(shape))
+    return in_rows.view((b,) + lead + (h, 1)) * in_cols.view((b,) + lead + (1, w))
 
 
-def box_mean(x: torch.Tensor, top, left, box_h, box_w) -> torch.Tensor:
+def box_mean(x: torch.Tensor, weights: torch.Tensor, box_h, box_w) -> torch.Tensor:
     """Per-channel (and per-frame) mean of ``x`` inside each sample's box.
 
-    Two batched matrix products with the row and column indicator vectors: one read of ``x``
-    and no mask-sized temporary.
+    Args:
+        x: the batch.
+        weights: :func:`box_weights` in a float dtype.
 
     Returns:
-        float tensor of ``x``'s leading shape with ``H, W`` reduced to ``1, 1``.
+        ``x``'s leading shape with ``H, W`` reduced to ``1, 1``, in ``weights``' dtype.
     """
-    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
-    device = x.device
-    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    rows = torch.arange(h, device=device).view(1, h)
-    cols = torch.arange(w, device=device).view(1, w)
-    row_ind = ((rows >= top.view(b, 1)) & (rows < (top + box_h).view(b, 1))).to(work.dtype)
-    col_ind = ((cols >= left.view(b, 1)) & (cols < (left + box_w).view(b, 1))).to(work.dtype)
-    lead = (1,) * (x.dim() - 3)
-    summed = work @ col_ind.view((b,) + lead + (w, 1))  # (B, ..., H, 1)
-    summed = row_ind.view((b,) + lead + (1, h)) @ summed  # (B, ..., 1, 1)
-    area = (box_h * box_w).to(work.dtype).view((b,) + lead + (1, 1))
+    work = x if x.dtype == weights.dtype else x.to(weights.dtype)
+    summed = (work * weights).sum(dim=(-2, -1), keepdim=True)
+    area = (box_h * box_w).view((x.shape[0],) + (1,) * (x.dim() - 1))
     return summed / area
+
+
+def select(x: torch.Tensor, other: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``other`` where ``weights`` is 1, ``x`` where it is 0 (weights broadcast).
+
+    ``torch.lerp`` with 0/1 weights is an exact selection (``start + 0 * d`` and
+    ``end - 0 * d``) for finite inputs, and on CPU it runs several times faster than
+    ``torch.where`` with broadcast operands. Integer inputs go through float32.
+    """
+    if x.dtype.is_floating_point:
+        return torch.lerp(x, other.to(x.dtype), weights.to(x.dtype))
+    return cast_like(torch.lerp(x.float(), other.float(), weights.float()), x)
 
 
 def cast_like(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import lru_cache
 
 import torch
 
@@ -21,31 +20,37 @@ def uniform(shape, *, generator, device) -> torch.Tensor:
     return torch.rand(shape, generator=generator, device=device)
 
 
-def randint(low: int, high: torch.Tensor | int, shape, *, generator, device) -> torch.Tensor:
-    """Integers in ``[low, high]`` (inclusive; ``high`` may be a tensor broadcast to ``shape``)."""
-    u = uniform(shape, generator=generator, device=device)
-    span = high - low + 1
-    # floor(u * span) < span because u < 1; the clamp guards float32 rounding at u ~ 1.
-    value = (u * span).floor_().to(torch.long)
-    return torch.minimum(value, torch.as_tensor(span - 1, device=device)) + low
+def randint(low: int, high: int, shape, *, generator, device) -> torch.Tensor:
+    """Integers in ``[low, high]`` (inclusive)."""
+    return torch.randint(low, high + 1, shape, generator=generator, device=device)
 
 
-@lru_cache(maxsize=None)
-def _non_identity_table_cpu(n: int) -> torch.Tensor:
-    perms = [p for p in itertools.permutations(range(n)) if p != tuple(range(n))]
-    return torch.tensor(perms, dtype=torch.long)
+def arange(n: int, device) -> torch.Tensor:
+    """A cached ``arange(n)`` on ``device`` (read-only: never modify it)."""
+    return _cached(("arange", n), device, lambda: torch.arange(n))
 
 
-_table_cache: dict[tuple[int, str], torch.Tensor] = {}
+_cache: dict = {}
 
 
-def _non_identity_table(n: int, device: torch.device) -> torch.Tensor:
-    key = (n, str(device))
-    table = _table_cache.get(key)
-    if table is None:
-        table = _non_identity_table_cpu(n).to(device)
-        _table_cache[key] = table
-    return table
+def _cached(key, device, make):
+    """Small per-device cache of constant index tensors (bounded; cleared when full)."""
+    full_key = (key, str(torch.device(device)))
+    value = _cache.get(full_key)
+    if value is None:
+        if len(_cache) > 256:
+            _cache.clear()
+        value = make().to(device)
+        _cache[full_key] = value
+    return value
+
+
+def _non_identity_table(n: int, device) -> torch.Tensor:
+    def make():
+        perms = [q for q in itertools.permutations(range(n)) if q != tuple(range(n))]
+        return torch.tensor(perms, dtype=torch.long)
+
+    return _cached(("non_identity", n), device, make)
 
 
 def non_identity_permutations(batch: int, n: int, *, generator, device) -> torch.Tensor:
@@ -84,30 +89,64 @@ def partners(batch: int, *, generator, device) -> torch.Tensor:
             f"got batch size {batch}; pass partner=<tensor> (or build the transform with a "
             f"partner source) to use batch size 1"
         )
-    offset = randint(1, batch - 1, (batch,), generator=generator, device=device)
-    return (torch.arange(batch, device=device) + offset) % batch
+    offset = torch.randint(1, batch, (batch,), generator=generator, device=device)
+    return (arange(batch, device) + offset).remainder_(batch)
 
 
 def boxes(batch: int, height: int, width: int, *, low: float, high: float, generator, device):
     """Random boxes with each side in ``[low, high]`` of the image side, placed inside the image.
 
+    Sides are uniform integers in ``[ceil(low * side), floor(high * side)]`` (at least 2 pixels
+    where the image allows, since a 1x1 box filled with its own mean reproduces the source);
+    the position is uniform over the places where the box fits.
+
     Returns:
         ``(top, left, box_h, box_w)``, each a ``(batch,)`` long tensor.
     """
     def side(size: int) -> tuple[int, int]:
-        # At least 2 pixels where the image allows: a 1x1 box filled with its own mean would
-        # reproduce the source (only images of side <= 3 are affected).
         lo = max(min(2, size), math.ceil(low * size))
         hi = max(lo, math.floor(high * size))
         return lo, hi
 
-    h_lo, h_hi = side(height)
-    w_lo, w_hi = side(width)
-    box_h = randint(h_lo, h_hi, (batch,), generator=generator, device=device)
-    box_w = randint(w_lo, w_hi, (batch,), generator=generator, device=device)
-    top = randint(0, height - box_h, (batch,), generator=generator, device=device)
-    left = randint(0, width - box_w, (batch,), generator=generator, device=device)
+    (h_lo, h_hi), (w_lo, w_hi) = side(height), side(width)
+    u = uniform((4, batch), generator=generator, device=device)
+    # floor(u * n) < n since u < 1; clamp_max guards float32 rounding when u is just below 1
+    box_h = (u[0] * (h_hi - h_lo + 1)).long().clamp_max_(h_hi - h_lo) + h_lo
+    box_w = (u[1] * (w_hi - w_lo + 1)).long().clamp_max_(w_hi - w_lo) + w_lo
+    top = torch.minimum((u[2] * (height - box_h + 1)).long(), height - box_h)
+    left = torch.minimum((u[3] * (width - box_w + 1)).long(), width - box_w)
     return top, left, box_h, box_w
+
+
+NORMAL_CHUNK = 1 << 19  # elements per independently seeded chunk
+_pool = None
+
+
+def normal_parallel_(out: torch.Tensor, *, generator) -> torch.Tensor:
+    """Fill a CPU tensor with i.i.d. ``N(0, 1)`` using all intra-op threads.
+
+    torch's CPU generator fills a tensor on one thread, so Gaussian noise for a large batch is
+    bound by one core. Here the (flattened) tensor is cut into fixed-size chunks, each filled by
+    its own generator seeded from ``generator``, on a thread pool. The chunking does not depend
+    on the thread count, so the result is the same on every machine for the same seed.
+    """
+    global _pool
+    from concurrent.futures import ThreadPoolExecutor
+
+    flat = out.view(-1) if out.is_contiguous() else None
+    if flat is None:  # channels-last etc.: fill the underlying storage order
+        flat = out.permute(*sorted(range(out.dim()), key=lambda d: -out.stride(d))).view(-1)
+    n_chunks = -(-flat.numel() // NORMAL_CHUNK)
+    seeds = torch.randint(0, 2**62, (n_chunks,), generator=generator).tolist()  # CPU: no device sync
+
+    def fill(i: int) -> None:
+        g = torch.Generator().manual_seed(seeds[i])
+        flat[i * NORMAL_CHUNK : (i + 1) * NORMAL_CHUNK].normal_(generator=g)
+
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()), thread_name_prefix="nda-normal")
+    list(_pool.map(fill, range(n_chunks)))
+    return out
 
 
 def beta_symmetric(batch: int, alpha: int, *, generator, device) -> torch.Tensor:

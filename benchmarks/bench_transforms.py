@@ -1,0 +1,225 @@
+"""Throughput of the negative transforms, as ratios taken in one run.
+
+For each shape and device it times, interleaved and repeated:
+
+* the baselines ``x.clone()`` and ``x.index_select(0, perm)`` of the same batch;
+* every nda-plugins transform;
+* the obvious per-sample Python loop for the same op (defined below);
+* kornia's equivalent op where it has one (RandomJigsaw, RandomCutMixV2, RandomMixUpV2,
+  RandomErasing for cutout), if kornia is installed.
+
+and prints a table plus a JSON file. Figures are ratios, never absolute speed claims:
+
+* ``vs clone``   = time(clone) / time(op)          (throughput relative to a copy; higher is better)
+* ``x index_sel`` = time(op) / time(index_select)   (latency relative to a gather; lower is better)
+* ``loop/ours``, ``kornia/ours`` = how many times slower the alternative is.
+
+Usage::
+
+    python benchmarks/bench_transforms.py [--device cpu|cuda] [--repeats 30] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from nda_plugins import transforms as T
+
+SHAPES = {"memory-bound": (32, 3, 256, 256), "latency-bound": (64, 3, 32, 32)}
+OURS = ["jigsaw", "stitch", "cutout", "cutmix", "mixup", "noise"]
+
+
+# -- the obvious per-sample implementations ------------------------------------------------------
+def loop_jigsaw(x, grid=2):
+    out = torch.empty_like(x)
+    h, w = x.shape[-2] // grid, x.shape[-1] // grid
+    for i in range(x.shape[0]):
+        perm = torch.randperm(grid * grid)
+        while bool((perm == torch.arange(grid * grid)).all()):
+            perm = torch.randperm(grid * grid)
+        cells = [x[i, :, r * h:(r + 1) * h, c * w:(c + 1) * w] for r in range(grid) for c in range(grid)]
+        rows = [torch.cat([cells[int(perm[r * grid + c])] for c in range(grid)], dim=-1) for r in range(grid)]
+        out[i] = torch.cat(rows, dim=-2)
+    return out
+
+
+def _other(i, n):
+    j = int(torch.randint(0, n - 1, ()))
+    return j + 1 if j >= i else j
+
+
+def loop_stitch(x):
+    out = x.clone()
+    h, w = x.shape[-2:]
+    for i in range(x.shape[0]):
+        j = _other(i, x.shape[0])
+        if bool(torch.rand(()) < 0.5):
+            out[i, :, :, w // 2:] = x[j, :, :, w // 2:]
+        else:
+            out[i, :, h // 2:] = x[j, :, h // 2:]
+    return out
+
+
+def _box(h, w):
+    bh = int(torch.randint(h // 3, h // 2 + 1, ()))
+    bw = int(torch.randint(w // 3, w // 2 + 1, ()))
+    t = int(torch.randint(0, h - bh + 1, ()))
+    l = int(torch.randint(0, w - bw + 1, ()))
+    return t, l, bh, bw
+
+
+def loop_cutout(x):
+    out = x.clone()
+    for i in range(x.shape[0]):
+        t, l, bh, bw = _box(*x.shape[-2:])
+        patch = out[i, :, t:t + bh, l:l + bw]
+        patch[:] = patch.mean(dim=(-2, -1), keepdim=True)
+    return out
+
+
+def loop_cutmix(x):
+    out = x.clone()
+    for i in range(x.shape[0]):
+        t, l, bh, bw = _box(*x.shape[-2:])
+        out[i, :, t:t + bh, l:l + bw] = x[_other(i, x.shape[0]), :, t:t + bh, l:l + bw]
+    return out
+
+
+def loop_mixup(x):
+    out = torch.empty_like(x)
+    for i in range(x.shape[0]):
+        g = float(torch.distributions.Beta(2.0, 2.0).sample())
+        out[i] = g * x[i] + (1 - g) * x[_other(i, x.shape[0])]
+    return out
+
+
+def loop_noise(x):
+    out = torch.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = x[i] + 0.5 * torch.randn_like(x[i])
+    return out
+
+
+LOOPS = {"jigsaw": loop_jigsaw, "stitch": loop_stitch, "cutout": loop_cutout,
+         "cutmix": loop_cutmix, "mixup": loop_mixup, "noise": loop_noise}
+
+
+def kornia_ops():
+    try:
+        import kornia.augmentation as K
+    except Exception:  # kornia is optional: pip install nda-plugins[bench]
+        return {}
+    return {
+        "jigsaw": K.RandomJigsaw(grid=(2, 2), p=1.0),
+        "cutmix": K.RandomCutMixV2(p=1.0),
+        "mixup": K.RandomMixUpV2(p=1.0),
+        "cutout": K.RandomErasing(p=1.0),
+    }
+
+
+def _timer(device):
+    if device.type == "cuda":
+        def run(fn, reps):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            for _ in range(reps):
+                fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end) / 1000 / reps
+    else:
+        def run(fn, reps):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            return (time.perf_counter() - t0) / reps
+    return run
+
+
+def bench_shape(label, shape, device, repeats, inner, slow_inner):
+    x = torch.rand(shape, device=device)
+    perm = torch.randperm(shape[0], device=device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    ops = {"clone": (lambda: x.clone(), inner), "index_select": (lambda: x.index_select(0, perm), inner)}
+    for name in OURS:
+        t = T.build(name)
+        ops[name] = ((lambda t=t: t(x, generator=gen)), inner)
+    for name, fn in LOOPS.items():
+        ops[f"loop:{name}"] = ((lambda fn=fn: fn(x)), slow_inner)
+    for name, mod in kornia_ops().items():
+        ops[f"kornia:{name}"] = ((lambda mod=mod: mod(x)), slow_inner)
+
+    run = _timer(device)
+    samples = {k: [] for k in ops}
+    for fn, reps in ops.values():  # warm-up
+        run(fn, 1)
+    for _ in range(repeats):  # interleaved, so drift in machine load hits every op alike
+        for key, (fn, reps) in ops.items():
+            samples[key].append(run(fn, reps))
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    rows = []
+    for name in OURS:
+        row = {
+            "transform": name,
+            "vs_clone": med["clone"] / med[name],
+            "x_index_select": med[name] / med["index_select"],
+            "loop_over_ours": med[f"loop:{name}"] / med[name],
+            "kornia_over_ours": (med[f"kornia:{name}"] / med[name]) if f"kornia:{name}" in med else None,
+            "kornia_vs_clone": (med["clone"] / med[f"kornia:{name}"]) if f"kornia:{name}" in med else None,
+            "loop_vs_clone": med["clone"] / med[f"loop:{name}"],
+        }
+        rows.append(row)
+    return {"case": label, "shape": list(shape), "device": str(device), "median_seconds": med, "rows": rows}
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def print_table(result):
+    print(f"\n{result['case']} {tuple(result['shape'])} on {result['device']}  "
+          f"(clone {result['median_seconds']['clone'] * 1e6:.0f} us, "
+          f"index_select {result['median_seconds']['index_select'] * 1e6:.0f} us)")
+    print(f"{'transform':<10}{'vs clone':>10}{'x index_sel':>13}{'loop/ours':>11}{'kornia/ours':>13}"
+          f"{'kornia vs clone':>17}{'loop vs clone':>15}")
+    for r in result["rows"]:
+        print(f"{r['transform']:<10}{r['vs_clone']:>10.2f}{r['x_index_select']:>13.2f}{r['loop_over_ours']:>11.1f}"
+              f"{_fmt(r['kornia_over_ours'], '.1f'):>13}{_fmt(r['kornia_vs_clone'], '.3f'):>17}"
+              f"{r['loop_vs_clone']:>15.3f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", default="benchmarks/results.json")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    meta = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
+    print(f"torch {meta['torch']}, {meta['threads']} threads, {meta['cuda_device'] or meta['processor']}")
+    results = []
+    for label, shape in SHAPES.items():
+        inner = 3 if label == "memory-bound" else 20
+        result = bench_shape(label, shape, device, args.repeats, inner, 1)
+        print_table(result)
+        results.append(result)
+    with open(args.out, "w") as f:
+        json.dump({"meta": meta, "results": results}, f, indent=1)
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
