@@ -204,11 +204,8 @@ class TestStitch:
     def test_values(self):
         x = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4)])
         t = T.build("stitch")
-        params = {
-            "partner": torch.tensor([1, 0]),
-            "vertical": torch.tensor([True, False]),
-            "partner_second": torch.tensor([True, False]),
-        }
+        # mode 3: vertical split, partner gives the right half; mode 0: horizontal, partner on top
+        params = {"partner": torch.tensor([1, 0]), "mode": torch.tensor([3, 0])}
         y = t(x, params=params)
         # sample 0: left half its own (0), right half from sample 1 (1)
         assert torch.equal(y[0, 0], torch.tensor([[0.0, 0, 1, 1]] * 4))
@@ -218,8 +215,7 @@ class TestStitch:
     def test_odd_size_path_matches_definition(self):
         x = _batch((3, 2, 5, 7))
         t = T.build("stitch")
-        params = {"partner": torch.tensor([2, 0, 1]), "vertical": torch.tensor([True, False, True]),
-                  "partner_second": torch.tensor([False, True, True])}
+        params = {"partner": torch.tensor([2, 0, 1]), "mode": torch.tensor([2, 1, 3])}
         y = t(x, params=params)
         assert torch.equal(y[0, :, :, :3], x[2, :, :, :3]) and torch.equal(y[0, :, :, 3:], x[0, :, :, 3:])
         assert torch.equal(y[1, :, :2], x[1, :, :2]) and torch.equal(y[1, :, 2:], x[0, :, 2:])
@@ -236,7 +232,7 @@ class TestStitch:
 class TestCutout:
     def test_values(self):
         x = _grid4()
-        params = {"top": torch.tensor([1]), "left": torch.tensor([0]), "box_h": torch.tensor([2]), "box_w": torch.tensor([3])}
+        params = {"start": torch.tensor([[1, 0]]), "size": torch.tensor([[2, 3]])}
         y = T.build("cutout")(x, params=params)
         expected = x.clone()
         expected[0, 0, 1:3, 0:3] = torch.tensor([4.0, 5, 6, 8, 9, 10]).mean()
@@ -244,12 +240,13 @@ class TestCutout:
 
     def test_uint8_mean_is_rounded(self):
         x = torch.tensor([[[[0, 1], [0, 0]]]], dtype=torch.uint8)
-        params = {"top": torch.tensor([0]), "left": torch.tensor([0]), "box_h": torch.tensor([1]), "box_w": torch.tensor([2])}
+        params = {"start": torch.tensor([[0, 0]]), "size": torch.tensor([[1, 2]])}
         y = T.build("cutout", low=0.5, high=1.0)(x, params=params)
         assert y.tolist() == [[[[0, 0], [0, 0]]]]  # mean 0.5 rounds half to even
 
     def test_box_sides_within_a_third_and_a_half(self):
-        top, left, bh, bw = S.boxes(4000, 30, 24, low=1 / 3, high=1 / 2, generator=_gen("cpu"), device="cpu")
+        start, size = S.boxes(4000, 30, 24, low=1 / 3, high=1 / 2, generator=_gen("cpu"), device="cpu")
+        top, left, bh, bw = start[:, 0], start[:, 1], size[:, 0], size[:, 1]
         assert bh.min() == 10 and bh.max() == 15 and bw.min() == 8 and bw.max() == 12
         assert (top >= 0).all() and (top + bh <= 30).all() and (left + bw <= 24).all()
         assert top.max() == 30 - 10 and left.min() == 0
@@ -264,8 +261,8 @@ class TestCutout:
 class TestCutMix:
     def test_values(self):
         x = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4) * 5])
-        params = {"partner": torch.tensor([1, 0]), "top": torch.tensor([0, 2]), "left": torch.tensor([1, 0]),
-                  "box_h": torch.tensor([2, 2]), "box_w": torch.tensor([2, 1])}
+        params = {"partner": torch.tensor([1, 0]), "start": torch.tensor([[0, 1], [2, 0]]),
+                  "size": torch.tensor([[2, 2], [2, 1]])}
         y = T.build("cutmix")(x, params=params)
         e0 = torch.zeros(4, 4)
         e0[0:2, 1:3] = 5

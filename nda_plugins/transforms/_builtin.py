@@ -95,7 +95,8 @@ class Stitch(NegativeTransform):
     """Stitch: one half of the image joined with the other half of a different image.
 
     Per sample: the split is vertical (left | right) or horizontal (top / bottom) at random, and
-    which half comes from the partner is random.
+    which half comes from the partner is random (parameter ``mode``, see
+    :data:`nda_plugins.transforms._functional.STITCH_MODES`).
     """
 
     name = "stitch"
@@ -103,8 +104,7 @@ class Stitch(NegativeTransform):
 
     def sample(self, x, generator, *, external_partner=False):
         params = _partner_params(x, generator, external_partner)
-        mode = torch.randint(0, 4, (x.shape[0],), generator=generator, device=x.device)
-        params.update(vertical=mode >= 2, partner_second=mode.remainder(2) == 1)
+        params["mode"] = torch.randint(0, 4, (x.shape[0],), generator=generator, device=x.device)
         return params
 
     def apply(self, x, params, partner):
@@ -113,8 +113,8 @@ class Stitch(NegativeTransform):
             raise ValueError(f"stitch needs images of at least 2x2, got {h}x{w}")
         if partner is None and h % 2 == 0 and w % 2 == 0:
             planes, m, restore = F.to_planes(x)
-            return restore(F.stitch(planes, params["partner"], params["vertical"], params["partner_second"], m))
-        mask = F.half_mask(x.shape, params["vertical"], params["partner_second"])
+            return restore(F.stitch(planes, params["partner"], params["mode"], m))
+        mask = F.half_mask(x.shape, params["mode"])
         return _keep_format(F.select(x, _partner_images(x, params, partner), mask), x)
 
 
@@ -132,14 +132,13 @@ class _BoxTransform(NegativeTransform):
             params = _partner_params(x, generator, external_partner)
         else:
             params = {}
-        top, left, bh, bw = S.boxes(
+        params["start"], params["size"] = S.boxes(
             x.shape[0], h, w, low=self.low, high=self.high, generator=generator, device=x.device
         )
-        params.update(top=top, left=left, box_h=bh, box_w=bw)
         return params
 
     def _weights(self, x, params, dtype):
-        return F.box_weights(x.shape, params["top"], params["left"], params["box_h"], params["box_w"], dtype)
+        return F.box_weights(x.shape, params["start"], params["size"], dtype)
 
     def extra_repr(self):
         return f"low={self.low:.4g}, high={self.high:.4g}"
@@ -157,7 +156,7 @@ class Cutout(_BoxTransform):
     def apply(self, x, params, partner):
         work = x.dtype if x.dtype.is_floating_point else torch.float32
         weights = self._weights(x, params, work)
-        mean = F.box_mean(x, weights, params["box_h"], params["box_w"])
+        mean = F.box_mean(x, weights, params["size"])
         if not x.dtype.is_floating_point:
             mean = mean.round()  # the fill a uint8 image can hold
         return _keep_format(F.select(x, mean.expand_as(x), weights), x)

@@ -101,86 +101,90 @@ def jigsaw(planes: torch.Tensor, perm: torch.Tensor, grid: int, m: int = 1) -> t
     return planes.view(-1, cw * m).index_select(0, index).view(b, p, h, wm)
 
 
-def stitch(
-    planes: torch.Tensor,
-    partner: torch.Tensor,
-    vertical: torch.Tensor,
-    partner_second: torch.Tensor,
-    m: int = 1,
-) -> torch.Tensor:
+STITCH_MODES = """mode bit 1 (value 2): split along a vertical line (left | right) instead of a horizontal
+one (top / bottom); bit 0 (value 1): the partner gives the second half (right or bottom)."""
+
+
+def _stitch_patterns(h: int, w: int, device) -> torch.Tensor:
+    """``(4, h, w)`` bool: True where the partner's pixels go, for each mode."""
+
+    def make():
+        second_h = (torch.arange(h) >= h // 2).view(h, 1).expand(h, w)
+        second_v = (torch.arange(w) >= w // 2).view(1, w).expand(h, w)
+        return torch.stack([~second_h, second_h, ~second_v, second_v])
+
+    return S._cached(("stitch_patterns", h, w), device, make)
+
+
+def stitch(planes: torch.Tensor, partner: torch.Tensor, mode: torch.Tensor, m: int = 1) -> torch.Tensor:
     """Join one half of each sample with the other half of its partner (same batch).
+
+    Each half row is a contiguous run of ``W * m / 2`` elements, so the whole op is one
+    ``index_select`` over half rows.
 
     Args:
         planes: ``(B, P, H, W * m)`` contiguous; ``H`` and ``W`` even.
         partner: ``(B,)`` long, index of each sample's partner in the batch.
-        vertical: ``(B,)`` bool, split along a vertical line (left | right) instead of a
-            horizontal one (top / bottom).
-        partner_second: ``(B,)`` bool, the partner gives the right (or bottom) half instead of
-            the left (or top) half.
+        mode: ``(B,)`` long in ``[0, 4)``; see ``STITCH_MODES``.
 
     Returns:
         ``(B, P, H, W * m)`` contiguous tensor.
     """
     b, p, h, wm = planes.shape
     device = planes.device
-
-    def make_patterns():  # (4, H, 2): does half-row (r, k) come from the partner, per mode
-        rows = torch.arange(h).view(h, 1)
-        halves = torch.arange(2).view(1, 2)
-        second_h = (rows >= h // 2).expand(h, 2)
-        second_v = (halves == 1).expand(h, 2)
-        return torch.stack([~second_h, second_h, ~second_v, second_v])
-
-    patterns = S._cached(("stitch_patterns", h), device, make_patterns)
-    offsets = S._cached(("stitch_offsets", p, h), device, lambda: torch.arange(p * h * 2).view(1, p, h, 2))
-    mode = vertical.long() * 2 + partner_second.long()
-    take = patterns.index_select(0, mode)  # (B, H, 2)
+    take = _stitch_patterns(h, 2, device).index_select(0, mode)  # (B, H, 2) half rows
     source = torch.where(take, partner.view(b, 1, 1), S.arange(b, device).view(b, 1, 1))
+    offsets = S._cached(("stitch_offsets", p, h), device, lambda: torch.arange(p * h * 2).view(1, p, h, 2))
     index = source.unsqueeze(1) * (p * h * 2) + offsets
     return planes.view(-1, wm // 2).index_select(0, index.view(-1)).view(b, p, h, wm)
+
+
+def half_mask(shape, mode: torch.Tensor) -> torch.Tensor:
+    """The stitch mask (True where the partner's pixels go), ``(B, 1, ..., H, W)``."""
+    b, h, w = shape[0], shape[-2], shape[-1]
+    mask = _stitch_patterns(h, w, mode.device).index_select(0, mode)
+    return mask.view((b,) + _lead(len(shape)) + (h, w))
 
 
 def _lead(x_dim: int) -> tuple[int, ...]:
     return (1,) * (x_dim - 3)
 
 
-def half_mask(shape, vertical: torch.Tensor, partner_second: torch.Tensor) -> torch.Tensor:
-    """The stitch mask (True where the partner's pixels go), broadcastable to ``shape``."""
-    b, h, w = shape[0], shape[-2], shape[-1]
-    device = vertical.device
-    rows = S.arange(h, device).view(1, h, 1)
-    cols = S.arange(w, device).view(1, 1, w)
-    second = torch.where(vertical.view(b, 1, 1), cols >= w // 2, rows >= h // 2)
-    mask = second == partner_second.view(b, 1, 1)
-    return mask.view((b,) + _lead(len(shape)) + (h, w))
+def box_weights(shape, start: torch.Tensor, size: torch.Tensor, dtype) -> torch.Tensor:
+    """``(B, 1, ..., H, W)`` indicator of each sample's box, as 0/1 values of ``dtype``.
 
-
-def box_weights(shape, top, left, box_h, box_w, dtype) -> torch.Tensor:
-    """``(B, 1, ..., H, W)`` mask of each sample's box as 0/1 values of ``dtype``."""
+    Args:
+        shape: the batch shape.
+        start: ``(B, 2)`` long, ``(top, left)``.
+        size: ``(B, 2)`` long, ``(height, width)``.
+    """
     b, h, w = shape[0], shape[-2], shape[-1]
-    device = top.device
-    rows = S.arange(h, device).view(1, h)
-    cols = S.arange(w, device).view(1, w)
-    top, left = top.view(b, 1), left.view(b, 1)
-    in_rows = ((rows >= top) & (rows < top + box_h.view(b, 1))).to(dtype)
-    in_cols = ((cols >= left) & (cols < left + box_w.view(b, 1))).to(dtype)
+    device = start.device
+    # Row r is inside [top, top + height) iff |2r + 1 - (2 top + height)| < height; rows and
+    # columns are done together on the concatenated coordinates (H + W of them).
+    coords = S._cached(("box_coords", h, w), device, lambda: torch.cat([torch.arange(h), torch.arange(w)]) * 2 + 1)
+    axis = S._cached(("box_axis", h, w), device, lambda: torch.cat([torch.zeros(h, dtype=torch.long), torch.ones(w, dtype=torch.long)]))
+    centre2 = start * 2 + size
+    inside = (coords - centre2.index_select(1, axis)).abs_() < size.index_select(1, axis)
+    inside = inside.to(dtype)
     lead = _lead(len(shape))
-    return in_rows.view((b,) + lead + (h, 1)) * in_cols.view((b,) + lead + (1, w))
+    return inside[:, :h].reshape((b,) + lead + (h, 1)) * inside[:, h:].reshape((b,) + lead + (1, w))
 
 
-def box_mean(x: torch.Tensor, weights: torch.Tensor, box_h, box_w) -> torch.Tensor:
+def box_mean(x: torch.Tensor, weights: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
     """Per-channel (and per-frame) mean of ``x`` inside each sample's box.
 
     Args:
         x: the batch.
         weights: :func:`box_weights` in a float dtype.
+        size: ``(B, 2)`` box heights and widths.
 
     Returns:
         ``x``'s leading shape with ``H, W`` reduced to ``1, 1``, in ``weights``' dtype.
     """
     work = x if x.dtype == weights.dtype else x.to(weights.dtype)
     summed = (work * weights).sum(dim=(-2, -1), keepdim=True)
-    area = (box_h * box_w).view((x.shape[0],) + (1,) * (x.dim() - 1))
+    area = size.prod(dim=1).view((x.shape[0],) + (1,) * (x.dim() - 1))
     return summed / area
 
 

@@ -101,21 +101,24 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
     the position is uniform over the places where the box fits.
 
     Returns:
-        ``(top, left, box_h, box_w)``, each a ``(batch,)`` long tensor.
+        ``(start, size)``: ``(batch, 2)`` long tensors, ``(top, left)`` and ``(height, width)``.
     """
-    def side(size: int) -> tuple[int, int]:
-        lo = max(min(2, size), math.ceil(low * size))
-        hi = max(lo, math.floor(high * size))
-        return lo, hi
+    def side(n: int) -> tuple[int, int]:
+        lo = max(min(2, n), math.ceil(low * n))
+        return lo, max(lo, math.floor(high * n))
 
     (h_lo, h_hi), (w_lo, w_hi) = side(height), side(width)
-    u = uniform((4, batch), generator=generator, device=device)
-    # floor(u * n) < n since u < 1; clamp_max guards float32 rounding when u is just below 1
-    box_h = (u[0] * (h_hi - h_lo + 1)).long().clamp_max_(h_hi - h_lo) + h_lo
-    box_w = (u[1] * (w_hi - w_lo + 1)).long().clamp_max_(w_hi - w_lo) + w_lo
-    top = torch.minimum((u[2] * (height - box_h + 1)).long(), height - box_h)
-    left = torch.minimum((u[3] * (width - box_w + 1)).long(), width - box_w)
-    return top, left, box_h, box_w
+    lo, span, extent = _cached(
+        ("box_bounds", height, width, h_lo, h_hi, w_lo, w_hi),
+        device,
+        lambda: torch.tensor([[h_lo, w_lo], [h_hi - h_lo + 1, w_hi - w_lo + 1], [height + 1, width + 1]]),
+    )
+    u = uniform((batch, 4), generator=generator, device=device)
+    # floor(u * n) <= n - 1 for every float32 u < 1 and integer n < 2**24: u * n is at most
+    # n * (1 - 2**-24), which rounds to a float below n.
+    size = (u[:, :2] * span).long() + lo
+    start = (u[:, 2:] * (extent - size)).long()
+    return start, size
 
 
 NORMAL_CHUNK = 1 << 19  # elements per independently seeded chunk
