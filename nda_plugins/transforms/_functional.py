@@ -159,16 +159,14 @@ def box_weights(shape, start: torch.Tensor, size: torch.Tensor, dtype) -> torch.
         size: ``(B, 2)`` long, ``(height, width)``.
     """
     b, h, w = shape[0], shape[-2], shape[-1]
-    device = start.device
-    # Row r is inside [top, top + height) iff |2r + 1 - (2 top + height)| < height; rows and
-    # columns are done together on the concatenated coordinates (H + W of them).
-    coords = S._cached(("box_coords", h, w), device, lambda: torch.cat([torch.arange(h), torch.arange(w)]) * 2 + 1)
-    axis = S._cached(("box_axis", h, w), device, lambda: torch.cat([torch.zeros(h, dtype=torch.long), torch.ones(w, dtype=torch.long)]))
-    centre2 = start * 2 + size
-    inside = (coords - centre2.index_select(1, axis)).abs_() < size.index_select(1, axis)
-    inside = inside.to(dtype)
+    n = max(h, w)
+    # Row r is inside [top, top + height) iff |2r + 1 - (2 top + height)| < height. Rows and
+    # columns are done in one (B, 2, max(H, W)) comparison.
+    coords = S._cached(("box_coords", n), start.device, lambda: (torch.arange(n) * 2 + 1).expand(2, n))
+    size = size.unsqueeze(2)
+    inside = ((coords - (start.unsqueeze(2) * 2 + size)).abs_() < size).to(dtype)
     lead = _lead(len(shape))
-    return inside[:, :h].reshape((b,) + lead + (h, 1)) * inside[:, h:].reshape((b,) + lead + (1, w))
+    return inside[:, 0, :h].reshape((b,) + lead + (h, 1)) * inside[:, 1, :w].reshape((b,) + lead + (1, w))
 
 
 def box_mean(x: torch.Tensor, weights: torch.Tensor, size: torch.Tensor) -> torch.Tensor:

@@ -111,14 +111,14 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
     lo, span, extent = _cached(
         ("box_bounds", height, width, h_lo, h_hi, w_lo, w_hi),
         device,
-        lambda: torch.tensor([[h_lo, w_lo], [h_hi - h_lo + 1, w_hi - w_lo + 1], [height + 1, width + 1]]),
+        lambda: torch.tensor([[h_lo, w_lo], [h_hi - h_lo + 1, w_hi - w_lo + 1], [height + 1, width + 1]], dtype=torch.float32),
     )
-    u = uniform((batch, 4), generator=generator, device=device)
+    u = uniform((2, batch, 2), generator=generator, device=device)
     # floor(u * n) <= n - 1 for every float32 u < 1 and integer n < 2**24: u * n is at most
-    # n * (1 - 2**-24), which rounds to a float below n.
-    size = (u[:, :2] * span).long() + lo
-    start = (u[:, 2:] * (extent - size)).long()
-    return start, size
+    # n * (1 - 2**-24), which rounds to a float below n. Sizes stay exact integers in float32.
+    size = torch.addcmul(lo, u[0], span).floor_()
+    start = (u[1] * (extent - size)).long()
+    return start, size.long()
 
 
 NORMAL_CHUNK = 1 << 19  # elements per independently seeded chunk
