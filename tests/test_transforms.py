@@ -3,6 +3,8 @@ hand-computed numerical test per transform."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -369,3 +371,14 @@ def test_build_errors_name_the_problem():
 def test_build_passes_callables_through():
     t = T.build("jigsaw")
     assert T.build(t) is t
+
+
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile on CPU needs a C compiler")
+def test_apply_compiles_without_graph_breaks():
+    """The deterministic half of every built-in transform traces as one graph (fullgraph=True)."""
+    x = _batch((4, 3, 16, 16))
+    for name in ["jigsaw", "stitch", "cutout", "cutmix", "mixup", "noise"]:
+        t = _make(name, x)
+        t(x, generator=_gen("cpu"))
+        compiled = torch.compile(lambda x, p, t=t: t.apply(x, p, None), fullgraph=True)
+        torch.testing.assert_close(compiled(x, t.last_params), t.apply(x, t.last_params, None))
