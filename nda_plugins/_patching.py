@@ -1,0 +1,523 @@
+"""The logic of ``nda patch``: identify an upstream checkout, check, apply and revert a series.
+
+A series lives in ``nda_plugins/patches/<name>/``: ``git format-patch`` files, a ``series`` file
+(their order, with comments) and ``upstream.json``::
+
+    {"name": ..., "repo": ..., "commit": <pinned sha>, "subdir": "" | "<folder in repo>",
+     "aliases": [...], "files": {"<path>": {"pristine": <sha256>, "patched": <sha256>}}}
+
+A checkout is identified by the SHA-256 of the files the series touches (so a tarball without
+``.git`` works too); for a git checkout the commit is reported beside it. Applying is staged:
+the touched files are copied to a temporary folder, every patch is checked and applied there
+with ``git apply`` in order, the result is verified against the recorded hashes, and only then
+are the files replaced in the checkout (each with ``os.replace``; all restored if one fails). A
+failed apply therefore leaves the tree as it was. Revert runs the same in reverse with
+``git apply -R``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nda_plugins.patches import ROOT as PATCHES_ROOT
+from nda_plugins.patches import series_dirs
+
+#: states of a checkout with respect to one series
+PRISTINE, APPLIED, PARTIAL, MODIFIED = "pristine", "applied", "partial", "modified"
+
+
+class PatchError(Exception):
+    """A patch command cannot proceed; the message says why and what to do."""
+
+
+@dataclass
+class Series:
+    """One upstream's patch series.
+
+    Attributes:
+        name: the series name (folder name), e.g. ``"stylegan2-ada"``.
+        folder: the folder holding it.
+        patches: patch files in order.
+        comments: ``{patch file name: the comment lines above it in series}``.
+        meta: the parsed ``upstream.json``.
+    """
+
+    name: str
+    folder: Path
+    patches: list[Path]
+    comments: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def files(self) -> dict[str, dict[str, str | None]]:
+        return self.meta.get("files", {})
+
+    @property
+    def commit(self) -> str:
+        return self.meta.get("commit", "")
+
+    @property
+    def subdir(self) -> str:
+        return self.meta.get("subdir", "") or ""
+
+
+def parse_series(text: str) -> tuple[list[str], dict[str, str]]:
+    """Patch names in order and the comment block above each, from a ``series`` file.
+
+    Raises:
+        PatchError: a name listed twice or a line that is not a ``.patch`` name.
+    """
+    names: list[str] = []
+    comments: dict[str, str] = {}
+    pending: list[str] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            pending = []
+            continue
+        if line.startswith("#"):
+            pending.append(line.lstrip("#").strip())
+            continue
+        name = line.split("#", 1)[0].strip()
+        if not name.endswith(".patch") or "/" in name:
+            raise PatchError(f"series line {lineno}: expected a NNNN-subject.patch file name, got {line!r}")
+        if name in names:
+            raise PatchError(f"series line {lineno}: {name} is listed twice")
+        names.append(name)
+        comments[name] = " ".join(pending)
+        pending = []
+    return names, comments
+
+
+def load_series(folder: Path) -> Series:
+    """Read one series folder (``series`` + ``upstream.json`` + patch files)."""
+    folder = Path(folder)
+    names, comments = parse_series((folder / "series").read_text(encoding="utf-8"))
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise PatchError(f"series {folder.name}: listed patches missing from {folder}: {missing}")
+    meta_path = folder / "upstream.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    return Series(folder.name, folder, [folder / n for n in names], comments, meta)
+
+
+def available() -> dict[str, Series]:
+    """Every series shipped with nda-plugins, by name."""
+    return {name: load_series(folder) for name, folder in series_dirs().items()}
+
+
+def get_series(name: str) -> Series:
+    """The series called ``name`` (or one of its aliases).
+
+    Raises:
+        PatchError: no such series (the message lists the known names).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    all_series = available()
+    for series in all_series.values():
+        if name == series.name or name in series.meta.get("aliases", []):
+            return series
+    raise PatchError(f"unknown upstream {name!r}; known: {', '.join(sorted(all_series)) or '(none)'}")
+
+
+def touched_files(patch: Path) -> list[str]:
+    """Paths a ``git format-patch`` file changes (``b/`` side; ``a/`` for deletions)."""
+    out = []
+    for line in Path(patch).read_text(encoding="utf-8", errors="replace").splitlines():
+        m = re.match(r"^diff --git a/(\S+) b/(\S+)$", line)
+        if m and m.group(2) not in out:
+            out.append(m.group(2))
+    return out
+
+
+def sha256(path: Path) -> str | None:
+    """SHA-256 of a file's bytes, or ``None`` when it does not exist."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------
+# Looking at a checkout
+# ------------------------------------------------------------------------------------------
+
+
+def _git(args: list[str], cwd: Path, check: bool = False) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LC_ALL="C")
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=check)
+
+
+def git_info(path: Path) -> dict[str, Any] | None:
+    """``{"toplevel", "commit", "modified"}`` for a git work tree, else ``None``.
+
+    ``modified`` lists tracked files under ``path`` with local changes (untracked files, e.g.
+    datasets and training runs, are ignored), relative to ``path``.
+    """
+    path = Path(path)
+    top = _git(["rev-parse", "--show-toplevel"], path)
+    if top.returncode != 0:
+        return None
+    head = _git(["rev-parse", "HEAD"], path)
+    st = _git(["status", "--porcelain", "--untracked-files=no", "--", "."], path)
+    prefix = _git(["rev-parse", "--show-prefix"], path).stdout.strip()
+    modified = []
+    for line in st.stdout.splitlines():
+        rel = line[3:].split(" -> ")[-1].strip('"')
+        modified.append(rel[len(prefix):] if prefix and rel.startswith(prefix) else rel)
+    return {
+        "toplevel": top.stdout.strip(),
+        "commit": head.stdout.strip() if head.returncode == 0 else None,
+        "modified": sorted(modified),
+    }
+
+
+def _root_for(series: Series, path: Path) -> Path:
+    """The folder the series' paths are relative to (``path`` or ``path/subdir``)."""
+    path = Path(path)
+    if series.subdir and (path / series.subdir).is_dir() and not (path / next(iter(series.files), "")).is_file():
+        return path / series.subdir
+    return path
+
+
+def series_state(series: Series, path: Path) -> dict[str, Any]:
+    """Where ``path`` stands for ``series``: state, per-file states, git information.
+
+    Returns:
+        ``{"series", "root", "state", "files": {path: "pristine"|"patched"|"missing"|"unknown"},
+        "git": git_info or None, "commit_matches": bool or None, "dirty": [...]}``. ``state`` is
+        ``pristine`` / ``applied`` (every file as recorded), ``partial`` (a mix of the two) or
+        ``modified`` (some file is neither). ``dirty`` lists locally changed tracked files that
+        the series does not explain.
+    """
+    root = _root_for(series, path)
+    per_file = {}
+    for rel, hashes in series.files.items():
+        digest = sha256(root / rel)
+        if digest == hashes.get("pristine"):
+            per_file[rel] = "pristine"
+        elif digest == hashes.get("patched"):
+            per_file[rel] = "patched"
+        elif digest is None:
+            per_file[rel] = "missing"
+        else:
+            per_file[rel] = "unknown"
+    values = set(per_file.values())
+    if values == {"pristine"}:
+        state = PRISTINE
+    elif values == {"patched"}:
+        state = APPLIED
+    elif values <= {"pristine", "patched"}:
+        state = PARTIAL
+    else:
+        state = MODIFIED
+    git = git_info(root)
+    commit_matches = None
+    dirty: list[str] = []
+    if git is not None:
+        commit_matches = bool(git["commit"]) and bool(series.commit) and git["commit"].startswith(series.commit[:7])
+        dirty = [f for f in git["modified"] if not (f in per_file and per_file[f] == "patched")]
+    return {
+        "series": series.name,
+        "root": str(root),
+        "state": state,
+        "files": per_file,
+        "git": git,
+        "commit_matches": commit_matches,
+        "dirty": dirty,
+    }
+
+
+def identify(path: Path) -> tuple[Series, dict[str, Any]] | None:
+    """The series whose recorded files match ``path`` (pristine, applied or partial), if any."""
+    best = None
+    for series in available().values():
+        st = series_state(series, path)
+        if st["state"] != MODIFIED:
+            return series, st
+        if best is None and st["commit_matches"]:
+            best = (series, st)
+    return best
+
+
+def status(path: str | os.PathLike, name: str | None = None) -> dict[str, Any]:
+    """A JSON-friendly report on an upstream checkout (used by ``nda doctor --upstream``).
+
+    Args:
+        path: the checkout.
+        name: a series name; default: identify the checkout by its files.
+
+    Returns:
+        ``{"path", "upstream": name or None, "repo", "pinned", "state", "patches": [...],
+        "commit", "commit_matches", "dirty", "files", "message"}``.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise PatchError(f"{path} is not a folder")
+    if name is not None:
+        series = get_series(name)
+        st = series_state(series, path)
+    else:
+        found = identify(path)
+        if found is None:
+            git = git_info(path)
+            return {
+                "path": str(path), "upstream": None, "state": "unknown",
+                "commit": git["commit"] if git else None,
+                "message": "not a known upstream checkout: no series' recorded files match "
+                           f"(known: {', '.join(sorted(available()))})",
+            }
+        series, st = found
+    messages = {
+        PRISTINE: "pristine: `nda patch apply` can patch it",
+        APPLIED: "the series is applied",
+        PARTIAL: "partially patched (some files patched, some pristine); revert or restore the files",
+        MODIFIED: "files differ from both the pinned upstream and the patched result",
+    }
+    return {
+        "path": str(path),
+        "upstream": series.name,
+        "repo": series.meta.get("repo"),
+        "pinned": series.commit,
+        "root": st["root"],
+        "state": st["state"],
+        "patches": [p.name for p in series.patches],
+        "commit": st["git"]["commit"] if st["git"] else None,
+        "commit_matches": st["commit_matches"],
+        "dirty": st["dirty"],
+        "files": st["files"],
+        "message": messages[st["state"]],
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# The fused CUDA ops
+# ------------------------------------------------------------------------------------------
+
+_FUSED_OPS_PROBE = r"""
+import json, sys, warnings
+sys.path.insert(0, '.')
+out = {}
+try:
+    import torch
+    out['cuda'] = torch.cuda.is_available()
+    if out['cuda']:
+        from torch_utils.ops import bias_act, upfirdn2d
+        for name, mod in (('bias_act', bias_act), ('upfirdn2d', upfirdn2d)):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter('always')
+                ok = bool(mod._init())
+            out[name] = {'built': ok, 'error': None if ok else ' '.join(str(w.message) for w in caught)[-2000:]}
+except Exception as exc:
+    out['error'] = f'{type(exc).__name__}: {exc}'
+print(json.dumps(out))
+"""
+
+
+def fused_ops(path: str | os.PathLike, *, timeout: float = 900.0) -> dict[str, Any]:
+    """Build (or load from the cache) the checkout's fused CUDA ops and say whether it worked.
+
+    Runs upstream's own ``bias_act._init()`` and ``upfirdn2d._init()`` in a subprocess inside the
+    checkout -- the calls training makes, which fall back to the slow reference ops with only a
+    warning when the build fails. Without a CUDA device nothing is built (the ops are CUDA only).
+
+    Returns:
+        ``{"cuda": bool, "bias_act": {"built", "error"}, "upfirdn2d": {...}}``, or with
+        ``"error"`` when the probe itself failed.
+    """
+    root = Path(path)
+    if not (root / "torch_utils" / "ops" / "bias_act.py").is_file():
+        raise PatchError(f"{root} has no torch_utils/ops/bias_act.py; not a StyleGAN2-ADA-style checkout")
+    import sys
+
+    try:
+        proc = subprocess.run([sys.executable, "-c", _FUSED_OPS_PROBE], cwd=root, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"building the fused ops took more than {timeout:g} s (a stale lock in "
+                         "~/.cache/torch_extensions?)"}
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"error": (proc.stderr or proc.stdout)[-2000:]}
+
+
+# ------------------------------------------------------------------------------------------
+# Staged apply / revert
+# ------------------------------------------------------------------------------------------
+
+
+def _run_in_stage(series: Series, root: Path, *, reverse: bool) -> Path:
+    """Copy the touched files to a temporary folder and apply (or reverse) every patch there.
+
+    Returns:
+        The stage folder (caller removes it).
+
+    Raises:
+        PatchError: a patch does not apply; the message names it and quotes git.
+    """
+    stage = Path(tempfile.mkdtemp(prefix="nda-patch-"))
+    for rel in series.files:
+        src = root / rel
+        if src.is_file():
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, stage / rel)
+    # Keep git from treating the stage as part of some enclosing repository.
+    env = dict(os.environ, LC_ALL="C", GIT_CEILING_DIRECTORIES=str(stage.parent))
+    order = list(reversed(series.patches)) if reverse else list(series.patches)
+    for patch in order:
+        for extra in (["--check"], []):
+            args = ["git", "apply", *(["-R"] if reverse else []), *extra, str(patch)]
+            proc = subprocess.run(args, cwd=stage, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                shutil.rmtree(stage, ignore_errors=True)
+                verb = "revert" if reverse else "apply"
+                raise PatchError(f"{patch.name} does not {verb} cleanly: {proc.stderr.strip() or proc.stdout.strip()}")
+    return stage
+
+
+def _verify_stage(series: Series, stage: Path, key: str) -> None:
+    wrong = [rel for rel, h in series.files.items() if sha256(stage / rel) != h.get(key)]
+    if wrong:
+        raise PatchError(f"after the dry run, {wrong} do not match the recorded {key} hashes in upstream.json")
+
+
+def _commit_stage(series: Series, stage: Path, root: Path) -> None:
+    """Replace the checkout's files with the stage's, all or none."""
+    backups: dict[Path, bytes | None] = {}
+    try:
+        for rel in series.files:
+            dst = root / rel
+            backups[dst] = dst.read_bytes() if dst.is_file() else None
+        for rel in series.files:
+            src, dst = stage / rel, root / rel
+            if src.is_file():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dst.with_name(dst.name + ".nda-tmp")
+                shutil.copyfile(src, tmp)
+                if backups[dst] is not None:
+                    shutil.copymode(dst, tmp)
+                os.replace(tmp, dst)
+            elif dst.exists():
+                dst.unlink()
+    except BaseException:
+        for dst, data in backups.items():
+            if data is None:
+                dst.unlink(missing_ok=True)
+            else:
+                dst.write_bytes(data)
+            dst.with_name(dst.name + ".nda-tmp").unlink(missing_ok=True)
+        raise
+
+
+def _refuse_unless(st: dict[str, Any], series: Series, allowed: str, allow_dirty: bool) -> None:
+    if st["state"] == MODIFIED:
+        changed = [f for f, s in st["files"].items() if s in ("unknown", "missing")]
+        if st["commit_matches"]:
+            raise PatchError(
+                f"{st['root']} is at the pinned commit {series.commit[:7]} but {', '.join(changed)} changed "
+                "outside this series; restore them (git checkout -- <file>) and try again.")
+        where = f" (HEAD {st['git']['commit'][:7]}, pinned {series.commit[:7]})" if st["git"] and st["git"]["commit"] else ""
+        raise PatchError(
+            f"{st['root']} is not a known {series.name} checkout{where}: {', '.join(changed)} differ from "
+            f"both the pinned upstream and the patched result. Use a clean checkout of "
+            f"{series.meta.get('repo', series.name)} at {series.commit[:7]}.")
+    if st["state"] == PARTIAL:
+        done = [f for f, s in st["files"].items() if s == "patched"]
+        raise PatchError(
+            f"{st['root']} is partially patched ({', '.join(done)} patched, the rest pristine); restore those "
+            "files (e.g. `git checkout -- <file>`) and apply again.")
+    if st["dirty"] and not allow_dirty:
+        raise PatchError(
+            f"{st['root']} has local changes in tracked files: {', '.join(st['dirty'])}. Commit or stash them, "
+            "or pass --allow-dirty if the series does not touch them.")
+    if st["state"] != allowed:  # pragma: no cover - callers handle the other states first
+        raise PatchError(f"{st['root']} is {st['state']}, expected {allowed}")
+
+
+def check(name: str, path: str | os.PathLike) -> dict[str, Any]:
+    """Dry run: would ``apply`` (or ``revert``) succeed? Changes nothing.
+
+    Returns:
+        :func:`status`'s dict plus ``"ok"`` (bool) and ``"action"`` (``"apply"``,
+        ``"revert"`` or ``None``) and, when not ok, ``"error"``.
+    """
+    series = get_series(name)
+    report = status(path, series.name)
+    root = Path(report["root"])
+    st = series_state(series, Path(path))
+    action = "revert" if st["state"] == APPLIED else "apply"
+    try:
+        _refuse_unless(st, series, st["state"] if st["state"] in (PRISTINE, APPLIED) else PRISTINE, allow_dirty=True)
+        stage = _run_in_stage(series, root, reverse=(action == "revert"))
+        try:
+            _verify_stage(series, stage, "pristine" if action == "revert" else "patched")
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    except PatchError as exc:
+        return dict(report, ok=False, action=None, error=str(exc))
+    return dict(report, ok=True, action=action)
+
+
+def apply(name: str, path: str | os.PathLike, *, allow_dirty: bool = False) -> str:
+    """Apply a series to a checkout; atomic and idempotent.
+
+    Returns:
+        A one-line message (``"... already applied"`` when it was).
+
+    Raises:
+        PatchError: unknown / modified / partially patched / dirty tree, or a patch that does
+            not apply. The checkout is unchanged.
+    """
+    series = get_series(name)
+    st = series_state(series, Path(path))
+    if st["state"] == APPLIED:
+        return f"{series.name}: already applied to {st['root']} ({len(series.patches)} patches)"
+    _refuse_unless(st, series, PRISTINE, allow_dirty)
+    root = Path(st["root"])
+    stage = _run_in_stage(series, root, reverse=False)
+    try:
+        _verify_stage(series, stage, "patched")
+        _commit_stage(series, stage, root)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return f"{series.name}: applied {len(series.patches)} patches to {root}"
+
+
+def revert(name: str, path: str | os.PathLike) -> str:
+    """Revert a series; the touched files return to their pinned contents byte for byte.
+
+    Raises:
+        PatchError: as :func:`apply`; reverting a pristine tree only says so.
+    """
+    series = get_series(name)
+    st = series_state(series, Path(path))
+    if st["state"] == PRISTINE:
+        return f"{series.name}: not applied to {st['root']}; nothing to revert"
+    # Other local changes do not block a revert: it only restores the series' own files.
+    _refuse_unless(st, series, APPLIED, allow_dirty=True)
+    root = Path(st["root"])
+    stage = _run_in_stage(series, root, reverse=True)
+    try:
+        _verify_stage(series, stage, "pristine")
+        _commit_stage(series, stage, root)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return f"{series.name}: reverted {len(series.patches)} patches in {root}"
+
+
+__all__ = [
+    "APPLIED", "MODIFIED", "PARTIAL", "PRISTINE", "PATCHES_ROOT", "PatchError", "Series", "apply",
+    "available", "check", "fused_ops", "get_series", "identify", "load_series", "parse_series", "revert",
+    "series_state", "sha256", "status", "touched_files",
+]

@@ -1,0 +1,296 @@
+"""``nda patch`` logic on a synthetic upstream made in tmp_path: identify, check, atomic apply,
+idempotence, refusal of dirty / unknown / partial trees, clean revert, and the click commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nda_plugins import _patching
+from nda_plugins.cli.patch import patch as patch_cli
+
+GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t", LC_ALL="C")
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True).stdout
+
+
+def sha(p: Path):
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None
+
+
+PRISTINE = {
+    "train.py": "import click\n\n\ndef main():\n    print('train')\n\n\nif __name__ == '__main__':\n    main()\n",
+    "lib/loop.py": "def loop(n):\n    total = 0\n    for i in range(n):\n        total += i\n    return total\n",
+    "README.md": "upstream\n",
+}
+
+
+@pytest.fixture
+def upstream(tmp_path, monkeypatch):
+    """A git repo at a 'pinned' commit plus a 2-patch series made from real commits."""
+    repo = tmp_path / "up"
+    for rel, text in PRISTINE.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    os.chmod(repo / "train.py", 0o755)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "pinned")
+    pinned = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "train.py").write_text(PRISTINE["train.py"].replace("import click\n", "import click\nimport nda_plugins\n"))
+    git(repo, "commit", "-qam", "Add the flag")
+    (repo / "lib/loop.py").write_text(PRISTINE["lib/loop.py"].replace("    return total\n", "    hook(total)\n    return total\n"))
+    (repo / "lib/new.py").write_text("NEW = 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "Call the hook")
+    series = tmp_path / "patches" / "toy"
+    series.mkdir(parents=True)
+    git(repo, "format-patch", "-q", "--zero-commit", "-o", str(series), f"{pinned}..HEAD")
+    names = sorted(p.name for p in series.glob("*.patch"))
+    (series / "series").write_text("# why the first\n" + names[0] + "\n# why the second\n" + names[1] + "\n")
+    files = {}
+    for rel in ("train.py", "lib/loop.py", "lib/new.py"):
+        patched = sha(repo / rel)
+        files[rel] = {"pristine": None, "patched": patched}
+    git(repo, "checkout", "-q", pinned)
+    for rel in files:
+        files[rel]["pristine"] = sha(repo / rel)
+    (series / "upstream.json").write_text(json.dumps(
+        {"name": "toy", "repo": "example/toy", "commit": pinned, "aliases": ["toy-upstream"], "files": files}))
+    monkeypatch.setattr(_patching, "series_dirs", lambda: {"toy": series})
+    return repo, series, pinned
+
+
+def snapshot(repo: Path) -> dict:
+    return {p.relative_to(repo).as_posix(): (p.read_bytes(), p.stat().st_mode)
+            for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+
+def test_series_parsing_and_listing(upstream):
+    _, folder, pinned = upstream
+    series = _patching.get_series("toy-upstream")  # by alias
+    assert [p.name for p in series.patches] == sorted(p.name for p in folder.glob("*.patch"))
+    assert series.comments[series.patches[1].name] == "why the second"
+    assert series.commit == pinned
+    assert set(_patching.touched_files(series.patches[1])) == {"lib/loop.py", "lib/new.py"}
+    with pytest.raises(_patching.PatchError, match="unknown upstream 'nope'.*toy"):
+        _patching.get_series("nope")
+
+
+@pytest.mark.parametrize("text, msg", [("a.patch\na.patch\n", "twice"), ("notes.txt\n", "NNNN-subject.patch")])
+def test_series_file_errors(text, msg):
+    with pytest.raises(_patching.PatchError, match=msg):
+        _patching.parse_series(text)
+
+
+def test_status_identifies_pristine_checkout_by_commit_and_hashes(upstream):
+    repo, _, pinned = upstream
+    report = _patching.status(repo)
+    assert report["upstream"] == "toy" and report["state"] == "pristine"
+    assert report["commit"] == pinned and report["commit_matches"] is True
+    assert json.loads(json.dumps(report)) == report  # JSON-friendly for `nda doctor --upstream`
+
+
+def test_apply_is_idempotent_and_revert_restores_bytes_and_modes(upstream):
+    repo, _, _ = upstream
+    before = snapshot(repo)
+    assert _patching.check("toy", repo)["ok"] is True
+    assert "applied 2 patches" in _patching.apply("toy", repo)
+    assert (repo / "lib/new.py").read_text() == "NEW = 1\n"
+    assert "import nda_plugins" in (repo / "train.py").read_text()
+    assert _patching.status(repo)["state"] == "applied"
+    assert "already applied" in _patching.apply("toy", repo)
+    assert _patching.check("toy", repo)["action"] == "revert"
+    assert "reverted" in _patching.revert("toy", repo)
+    assert snapshot(repo) == before
+    assert git(repo, "status", "--porcelain") == ""
+    assert "nothing to revert" in _patching.revert("toy", repo)
+
+
+def test_refuses_dirty_tree_unless_allowed(upstream):
+    repo, _, _ = upstream
+    (repo / "README.md").write_text("local edit\n")
+    before = snapshot(repo)
+    with pytest.raises(_patching.PatchError, match="local changes in tracked files: README.md"):
+        _patching.apply("toy", repo)
+    assert snapshot(repo) == before
+    _patching.apply("toy", repo, allow_dirty=True)
+    assert _patching.status(repo)["state"] == "applied"
+    _patching.revert("toy", repo)  # other local changes do not block a revert
+    assert (repo / "README.md").read_text() == "local edit\n"
+
+
+def test_refuses_unknown_tree_with_clear_message(upstream):
+    repo, _, _ = upstream
+    (repo / "lib/loop.py").write_text("something else\n")
+    before = snapshot(repo)
+    with pytest.raises(_patching.PatchError, match=r"pinned commit .* lib/loop.py changed outside this series"):
+        _patching.apply("toy", repo)
+    git(repo, "commit", "-qam", "a different upstream")
+    with pytest.raises(_patching.PatchError, match="not a known toy checkout.*lib/loop.py"):
+        _patching.apply("toy", repo)
+    assert snapshot(repo) == before
+    assert _patching.status(repo)["upstream"] is None
+
+
+def test_refuses_partially_patched_tree(upstream):
+    repo, series, _ = upstream
+    subprocess.run(["git", "apply", str(sorted(series.glob("*.patch"))[0])], cwd=repo, check=True)
+    with pytest.raises(_patching.PatchError, match="partially patched.*train.py"):
+        _patching.apply("toy", repo)
+    assert _patching.status(repo)["state"] == "partial"
+
+
+def test_failed_patch_leaves_tree_untouched(upstream):
+    repo, series, _ = upstream
+    second = sorted(series.glob("*.patch"))[1]
+    second.write_text(second.read_text().replace("     total = 0", "     total = 42"))  # context no longer matches
+    before = snapshot(repo)
+    report = _patching.check("toy", repo)
+    assert report["ok"] is False and second.name in report["error"]
+    with pytest.raises(_patching.PatchError, match=f"{second.name} does not apply"):
+        _patching.apply("toy", repo)
+    assert snapshot(repo) == before
+
+
+def test_failure_while_writing_restores_every_file(upstream, monkeypatch):
+    repo, _, _ = upstream
+    before = snapshot(repo)
+    real_replace = os.replace
+    calls = []
+
+    def flaky(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_patching.os, "replace", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        _patching.apply("toy", repo)
+    assert snapshot(repo) == before
+
+
+def test_tree_without_git_is_identified_by_hashes(upstream, tmp_path):
+    repo, _, _ = upstream
+    plain = tmp_path / "tarball"
+    shutil.copytree(repo, plain, ignore=shutil.ignore_patterns(".git"))
+    report = _patching.status(plain)
+    assert report["upstream"] == "toy" and report["commit"] is None
+    _patching.apply("toy", plain)
+    _patching.revert("toy", plain)
+    assert snapshot(plain) == snapshot(repo)
+
+
+def test_cli_commands(upstream):
+    repo, _, _ = upstream
+    runner = CliRunner()
+    out = runner.invoke(patch_cli, ["list", "-v"])
+    assert out.exit_code == 0 and "toy (toy-upstream)" in out.output and "why the first" in out.output
+    out = runner.invoke(patch_cli, ["check", "toy", str(repo)])
+    assert out.exit_code == 0 and "would apply cleanly" in out.output
+    out = runner.invoke(patch_cli, ["apply", "toy", str(repo)])
+    assert out.exit_code == 0 and "applied 2 patches" in out.output
+    out = runner.invoke(patch_cli, ["apply", "toy", str(repo)])
+    assert out.exit_code == 0 and "already applied" in out.output
+    out = runner.invoke(patch_cli, ["status", str(repo), "--json"])
+    assert out.exit_code == 0 and json.loads(out.output)["state"] == "applied"
+    out = runner.invoke(patch_cli, ["revert", "toy", str(repo)])
+    assert out.exit_code == 0 and "reverted" in out.output
+    (repo / "README.md").write_text("dirty\n")
+    out = runner.invoke(patch_cli, ["apply", "toy", str(repo)])
+    assert out.exit_code == 1 and "local changes" in out.output
+    out = runner.invoke(patch_cli, ["apply", "nope", str(repo)])
+    assert out.exit_code == 1 and "unknown upstream" in out.output
+
+
+def test_top_level_cli_loads_patch_group():
+    from nda_plugins.cli import main
+
+    out = CliRunner().invoke(main, ["patch", "--help"])
+    assert out.exit_code == 0 and "apply" in out.output and "revert" in out.output
+
+
+def test_series_with_subdir_accepts_the_repository_root(upstream, tmp_path, monkeypatch):
+    repo, folder, _ = upstream
+    meta = json.loads((folder / "upstream.json").read_text())
+    (folder / "upstream.json").write_text(json.dumps(dict(meta, subdir="fork")))
+    outer = tmp_path / "outer"
+    shutil.copytree(repo, outer / "fork", ignore=shutil.ignore_patterns(".git"))
+    assert _patching.status(outer)["root"] == str(outer / "fork")
+    _patching.apply("toy", outer)
+    assert _patching.status(outer / "fork")["state"] == "applied"
+
+
+def fake_ops_checkout(tmp_path):
+    ops = tmp_path / "torch_utils" / "ops"
+    ops.mkdir(parents=True)
+    for name in ("__init__", "bias_act", "upfirdn2d"):
+        (ops / f"{name}.py").write_text("def _init():\n    return True\n")
+    (tmp_path / "torch_utils" / "__init__.py").write_text("")
+    return tmp_path
+
+
+@pytest.mark.parametrize("probe, code, text", [
+    ({"cuda": False}, 0, "only built and used on CUDA"),
+    ({"cuda": True, "bias_act": {"built": True, "error": None}, "upfirdn2d": {"built": True, "error": None}}, 0,
+     "upfirdn2d  built"),
+    ({"cuda": True, "bias_act": {"built": False, "error": "Failed to build CUDA kernels for bias_act"},
+      "upfirdn2d": {"built": True, "error": None}}, 1, "bias_act did not build"),
+])
+def test_build_ops_reports_what_upstreams_init_said(tmp_path, monkeypatch, probe, code, text):
+    root = fake_ops_checkout(tmp_path)
+    seen = {}
+
+    def fake_run(args, cwd, **kw):
+        seen["cwd"], seen["code"] = cwd, args[-1]
+        return subprocess.CompletedProcess(args, 0, stdout=json.dumps(probe) + "\n", stderr="")
+
+    monkeypatch.setattr(_patching.subprocess, "run", fake_run)
+    out = CliRunner().invoke(patch_cli, ["build-ops", str(root)])
+    assert out.exit_code == code and text in out.output
+    assert seen["cwd"] == root and "_init()" in seen["code"]  # upstream's own build entry points
+
+
+def test_fused_ops_errors(tmp_path, monkeypatch):
+    with pytest.raises(_patching.PatchError, match="no torch_utils/ops/bias_act.py"):
+        _patching.fused_ops(tmp_path)
+    root = fake_ops_checkout(tmp_path)
+    monkeypatch.setattr(_patching.subprocess, "run", lambda args, **kw: subprocess.CompletedProcess(
+        args, 1, stdout="", stderr="ImportError: boom"))
+    assert "boom" in _patching.fused_ops(root)["error"]
+
+
+@pytest.mark.slow
+def test_fused_ops_probe_runs_upstreams_init(tmp_path):
+    import torch
+
+    report = _patching.fused_ops(fake_ops_checkout(tmp_path))
+    assert report["cuda"] is torch.cuda.is_available()
+    if report["cuda"]:
+        assert report["bias_act"]["built"] and report["upfirdn2d"]["built"]
+
+
+@pytest.mark.parametrize("adapter", ["stylegan2_ada", "diffaugment", "insgen"])
+def test_launch_scripts_exist_and_check_their_arguments(adapter, tmp_path):
+    from nda_plugins.adapters import __file__ as adapters_init
+
+    script = Path(adapters_init).parent / adapter / "train_nda.sh"
+    assert script.is_file()
+    text = script.read_text()
+    series = {"stylegan2_ada": "stylegan2-ada", "diffaugment": "data-efficient-gans", "insgen": "insgen"}[adapter]
+    assert f"patch apply {series} " in text and _patching.get_series(series)
+    proc = subprocess.run(["sh", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "usage:" in proc.stderr
+    proc = subprocess.run(["sh", str(script), str(tmp_path / "missing")], capture_output=True, text=True)
+    assert proc.returncode == 2
