@@ -31,17 +31,14 @@ outputs on reals; the negative share is then ``w = lambda * (1 - alpha)``.
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
-import re
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from .transforms import parse_spec
+from ._registry import NamedRegistry, build_from, registry_from_hook
 
 __all__ = [
     "AdaptiveAlpha",
@@ -195,144 +192,22 @@ BUILTIN_SCHEDULES: dict[str, Callable[..., Schedule]] = {
 # Registry, hook-driven
 # --------------------------------------------------------------------------------------------
 
-_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
-
-
-class ScheduleRegistry:
+class ScheduleRegistry(NamedRegistry):
     """Name -> factory table filled by ``nda_register_schedules`` hook implementations.
 
-    Same rules as :class:`nda_plugins.transforms.TransformRegistry`: plugins are asked in
-    registration order (built-ins first), and a plugin replaces an existing name only with
-    ``overwrite=True`` (a plugin that should win over another third-party one registers later or
-    with ``@hookimpl(tryfirst=True)``).
+    Same rules as :class:`nda_plugins.transforms.TransformRegistry` (one implementation,
+    :class:`nda_plugins._registry.NamedRegistry`): plugins are asked in registration order
+    (built-ins first), and a plugin replaces an existing name only with ``overwrite=True``.
+    ``factory(**options)`` returns ``schedule(step: int) -> float``.
     """
 
-    def __init__(self) -> None:
-        self._factories: dict[str, Callable[..., Schedule]] = {}
-        self._owners: dict[str, str] = {}
-        self._current_plugin = "<direct>"
-
-    def add(self, name: str, factory: Callable[..., Schedule], *, overwrite: bool = False) -> None:
-        """Register ``factory(**options) -> schedule`` under ``name``.
-
-        Args:
-            name: letters, digits, ``_`` or ``-``.
-            factory: callable taking keyword options, returning ``schedule(step: int) -> float``.
-            overwrite: replace an existing entry (e.g. a third-party plugin replacing a built-in).
-
-        Raises:
-            TypeError: ``factory`` is not callable.
-            ValueError: a malformed name, or a name already taken without ``overwrite``.
-        """
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ValueError(
-                f"plugin {self._current_plugin!r}: schedule name must be letters, digits, '_' or '-', "
-                f"got {name!r}"
-            )
-        if not callable(factory):
-            raise TypeError(
-                f"plugin {self._current_plugin!r}: factory for schedule {name!r} must be callable, "
-                f"got {type(factory).__name__}"
-            )
-        if name in self._factories and not overwrite:
-            raise ValueError(
-                f"plugin {self._current_plugin!r}: schedule {name!r} is already registered by plugin "
-                f"{self._owners[name]!r}; pass overwrite=True to replace it"
-            )
-        self._factories[name] = factory
-        self._owners[name] = self._current_plugin
-
-    def names(self) -> list[str]:
-        """Sorted registered names."""
-        return sorted(self._factories)
-
-    def owner(self, name: str) -> str:
-        """Name of the plugin that registered ``name`` (last writer)."""
-        return self._owners[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._factories
-
-    def factory(self, name: str) -> Callable[..., Schedule]:
-        """The factory registered under ``name``.
-
-        Raises:
-            ValueError: unknown name (the message lists the known ones).
-        """
-        try:
-            return self._factories[name]
-        except (KeyError, TypeError):
-            raise ValueError(f"unknown schedule {name!r}; available: {', '.join(self.names())}") from None
-
-    def build(self, name_or_spec: str, **options: Any) -> Schedule:
-        """Build a schedule from a name or a spec string such as ``"linear:end=0.5,steps=100"``.
-
-        Options from the spec and ``options`` are merged; a key given in both with *different*
-        values is an error (the same value twice is accepted, so a caller may pass its defaults).
-
-        Raises:
-            ValueError: unknown name, malformed spec, conflicting or out-of-range options.
-            TypeError: an option the schedule does not take (the message lists the ones it does)
-                or of the wrong type.
-        """
-        if not isinstance(name_or_spec, str):
-            raise TypeError(
-                f"name_or_spec must be a str such as 'linear:steps=100', got {type(name_or_spec).__name__}"
-            )
-        try:
-            name, spec_options = parse_spec(name_or_spec)
-        except ValueError as exc:
-            raise ValueError(f"bad schedule spec {name_or_spec!r}: {exc}") from exc
-        for key, value in options.items():
-            if key in spec_options and spec_options[key] != value:
-                raise ValueError(
-                    f"option {key!r} given twice with different values: {spec_options[key]!r} in "
-                    f"the spec {name_or_spec!r} and {value!r} as a keyword"
-                )
-        merged = {**spec_options, **options}
-        factory = self.factory(name)
-        try:
-            signature = inspect.signature(factory)
-        except (TypeError, ValueError):
-            signature = None
-        if signature is not None and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-            named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            accepted = [p.name for p in signature.parameters.values() if p.kind in named]
-            unknown = sorted(set(merged) - set(accepted))
-            if unknown:
-                raise TypeError(f"schedule {name!r} does not take option(s) {unknown}; it takes {accepted}")
-        schedule = factory(**merged)
-        if not callable(schedule):
-            raise TypeError(f"factory of schedule {name!r} returned a non-callable {schedule!r}")
-        return schedule
-
-
-_cache: "weakref.WeakKeyDictionary[Any, tuple[tuple, ScheduleRegistry]]" = weakref.WeakKeyDictionary()
+    kind = "schedule"
 
 
 def registry(plugin_manager: Any = None) -> ScheduleRegistry:
-    """The schedule registry of ``plugin_manager`` (default: the process-wide one).
-
-    Built by asking every ``nda_register_schedules`` implementation in registration order
-    (built-ins first), and rebuilt whenever the set of implementations changes, so a plugin
-    registered (or unregistered) later is taken into account.
-    """
-    if plugin_manager is None:
-        from ._manager import get_plugin_manager
-
-        plugin_manager = get_plugin_manager()
-    impls = plugin_manager.hook.nda_register_schedules.get_hookimpls()  # pluggy calls the last first
-    key = tuple((impl.plugin_name, id(impl.function)) for impl in impls)
-    cached = _cache.get(plugin_manager)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    reg = ScheduleRegistry()
-    for impl in impls:
-        reg._current_plugin = impl.plugin_name
-        impl.function(registry=reg)
-    reg._current_plugin = "<direct>"
-    _cache[plugin_manager] = (key, reg)
-    return reg
+    """The schedule registry of ``plugin_manager`` (default: the process-wide one), rebuilt
+    whenever the set of ``nda_register_schedules`` implementations changes."""
+    return registry_from_hook(ScheduleRegistry, "nda_register_schedules", plugin_manager)
 
 
 def available(plugin_manager: Any = None) -> list[str]:
@@ -344,22 +219,18 @@ def build(name_or_spec: str | Schedule, *, plugin_manager: Any = None, **options
     """Build a schedule ``schedule(step: int) -> float``.
 
     Args:
-        name_or_spec: a registered name, a spec string ``"name:key=value,..."`` (parsed by
-            :func:`nda_plugins.transforms.parse_spec`) or an existing callable (returned as is
-            when no options are given).
+        name_or_spec: a registered name, a spec string ``"name:key=value,..."`` or an existing
+            callable (returned as is when no options are given).
         plugin_manager: the pluggy manager whose plugins provide schedules (default: the
             process-wide :func:`nda_plugins._manager.get_plugin_manager`).
-        **options: keyword options for the schedule's factory, merged with the spec's.
+        **options: keyword options for the schedule's factory, merged with the spec's (a key in
+            both must have the same value).
 
     Raises:
         ValueError: unknown schedule name, malformed spec, out-of-range option.
         TypeError: wrong option type or an option the schedule does not take.
     """
-    if callable(name_or_spec) and not isinstance(name_or_spec, str):
-        if options:
-            raise TypeError(f"options {sorted(options)} cannot be applied to a callable schedule")
-        return name_or_spec
-    return registry(plugin_manager).build(name_or_spec, **options)  # type: ignore[arg-type]
+    return build_from(registry, name_or_spec, plugin_manager, options)
 
 
 # --------------------------------------------------------------------------------------------

@@ -364,7 +364,7 @@ def test_build_errors_name_the_problem():
         T.build("jigsw")
     with pytest.raises(TypeError, match=r"does not take option\(s\) \['size'\].*grid"):
         T.build("jigsaw:size=3")
-    with pytest.raises(ValueError, match="given both"):
+    with pytest.raises(ValueError, match="given twice with different values"):
         T.build("jigsaw:grid=2", grid=3)
 
 
