@@ -509,5 +509,26 @@ def test_doctor_upstream_asks_the_patching_module(tmp_path, monkeypatch, fake_ex
     assert f"upstream {tmp_path}: error" in out and "not a git checkout" in out
 
 
+def test_doctor_upstream_builds_fused_ops_only_with_cuda(tmp_path, monkeypatch, fake_extensions):
+    fake = types.ModuleType("nda_plugins._patching")
+    fake.status = lambda path: {"upstream": "stylegan2-ada"}
+    built = []
+
+    def fused_ops(path):
+        built.append(Path(path))
+        return {"cuda": True, "bias_act": {"built": True, "error": None}, "upfirdn2d": {"built": False, "error": "nvcc failed"}}
+
+    fake.fused_ops = fused_ops
+    monkeypatch.setitem(sys.modules, "nda_plugins._patching", fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = invoke("doctor", "--upstream", tmp_path).output
+    assert "fused ops are CUDA-only and are not built here" in out and built == []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    info = json.loads(invoke("doctor", "--upstream", tmp_path, "--json").output)
+    assert built == [tmp_path]
+    assert info["upstream"]["fused_ops"]["upfirdn2d"] == {"built": False, "error": "nvcc failed"}
+
+
 def test_doctor_bad_upstream_flag(tmp_path):
     bad_flag(["doctor", "--upstream", tmp_path / "missing"], "--upstream")

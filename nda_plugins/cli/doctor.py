@@ -130,6 +130,22 @@ def upstream_status(path: Path) -> tuple[str, object]:
         return "error", f"{type(exc).__name__}: {exc}"
 
 
+def upstream_fused_ops(path: Path, cuda: bool) -> object:
+    """Whether the checkout's fused CUDA ops (bias_act, upfirdn2d) build and load.
+
+    With a CUDA device this runs upstream's own build (``nda_plugins._patching.fused_ops``), the
+    same calls training makes; upstream falls back to the slow reference ops with only a
+    warning when the build fails, so this is where a failure becomes visible.
+    """
+    if not cuda:
+        return "no CUDA device: the fused ops are CUDA-only and are not built here"
+    try:
+        patching = importlib.import_module("nda_plugins._patching")
+        return patching.fused_ops(path)
+    except Exception as exc:  # report, do not crash the doctor
+        return f"{type(exc).__name__}: {exc}"
+
+
 def gather(upstream: Path | None = None) -> dict:
     """Everything ``nda doctor`` reports, as a JSON-friendly dict."""
     import torch
@@ -171,7 +187,8 @@ def gather(upstream: Path | None = None) -> dict:
     info["fused_ops"] = find_fused_ops()
     if upstream is not None:
         kind, value = upstream_status(upstream)
-        info["upstream"] = {"path": str(upstream), "status": kind, "report": value}
+        info["upstream"] = {"path": str(upstream), "status": kind, "report": value,
+                            "fused_ops": upstream_fused_ops(upstream, info["cuda_available"])}
     return info
 
 
@@ -239,3 +256,5 @@ def doctor(upstream: Path | None, as_json: bool) -> None:
         up = info["upstream"]
         click.echo(f"upstream {up['path']}: {up['status']}")
         _print_report(up["report"])
+        click.echo("  fused ops of this checkout:")
+        _print_report(up["fused_ops"])
