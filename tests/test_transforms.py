@@ -260,6 +260,22 @@ class TestCutout:
             T.build("cutout:high=1.5")
 
 
+@pytest.mark.parametrize("shape", [(5, 3, 7, 11), (5, 3, 2, 30, 20), (3, 1, 70, 9)])
+def test_box_weights_table_path_equals_arithmetic_path(shape, monkeypatch):
+    from nda_plugins.transforms import _functional as F
+
+    start, size = S.boxes(shape[0], shape[-2], shape[-1], low=1 / 3, high=1 / 2, generator=_gen("cpu"), device="cpu")
+    expected = torch.zeros(shape[0], shape[-2], shape[-1])
+    for i in range(shape[0]):  # the obvious reference
+        (t, l), (h, w) = start[i].tolist(), size[i].tolist()
+        expected[i, t:t + h, l:l + w] = 1
+    for side in (0, 1000):  # 0: arithmetic path only; 1000: table path only
+        monkeypatch.setattr(F, "_BOX_TABLE_MAX_SIDE", side)
+        got = F.box_weights(shape, start, size, torch.float32)
+        assert got.shape == (shape[0],) + (1,) * (len(shape) - 3) + shape[-2:]
+        assert torch.equal(got.reshape(shape[0], shape[-2], shape[-1]), expected)
+
+
 class TestCutMix:
     def test_values(self):
         x = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4) * 5])

@@ -160,13 +160,31 @@ def box_weights(shape, start: torch.Tensor, size: torch.Tensor, dtype) -> torch.
     """
     b, h, w = shape[0], shape[-2], shape[-1]
     n = max(h, w)
-    # Row r is inside [top, top + height) iff |2r + 1 - (2 top + height)| < height. Rows and
-    # columns are done in one (B, 2, max(H, W)) comparison.
-    coords = S._cached(("box_coords", n), start.device, lambda: (torch.arange(n) * 2 + 1).expand(2, n))
-    size = size.unsqueeze(2)
-    inside = ((coords - (start.unsqueeze(2) * 2 + size)).abs_() < size).to(dtype)
     lead = _lead(len(shape))
+    if n <= _BOX_TABLE_MAX_SIDE:
+        # Small images: the cost is per op, not per element, so look the indicators up in a
+        # cached (n + 1) x (n + 1) table of [start, start + size) ranges (one index_select).
+        table = S._cached(("box_table", n, dtype), start.device, lambda: _range_table(n, dtype))
+        inside = table.index_select(0, (start * (n + 1) + size).view(-1)).view(b, 2, n)
+    else:
+        # Row r is inside [top, top + height) iff |2r + 1 - (2 top + height)| < height. Rows and
+        # columns are done in one (B, 2, max(H, W)) comparison.
+        coords = S._cached(("box_coords", n), start.device, lambda: (torch.arange(n) * 2 + 1).expand(2, n))
+        size = size.unsqueeze(2)
+        inside = ((coords - (start.unsqueeze(2) * 2 + size)).abs_() < size).to(dtype)
     return inside[:, 0, :h].reshape((b,) + lead + (h, 1)) * inside[:, 1, :w].reshape((b,) + lead + (1, w))
+
+
+_BOX_TABLE_MAX_SIDE = 64  # table of (n + 1)^2 rows of n values: 1 MiB in float32 at n = 64
+
+
+def _range_table(n: int, dtype) -> torch.Tensor:
+    """``((n + 1) * (n + 1), n)``: row ``start * (n + 1) + size`` is the indicator of
+    ``[start, start + size)`` on ``range(n)``."""
+    coords = torch.arange(n)
+    start = torch.arange(n + 1).view(n + 1, 1, 1)
+    size = torch.arange(n + 1).view(1, n + 1, 1)
+    return ((coords >= start) & (coords < start + size)).to(dtype).view((n + 1) * (n + 1), n)
 
 
 def box_mean(x: torch.Tensor, weights: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
