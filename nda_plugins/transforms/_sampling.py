@@ -108,11 +108,13 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
         return lo, max(lo, math.floor(high * n))
 
     (h_lo, h_hi), (w_lo, w_hi) = side(height), side(width)
-    lo, span, extent = _cached(
-        ("box_bounds", height, width, h_lo, h_hi, w_lo, w_hi),
-        device,
-        lambda: torch.tensor([[h_lo, w_lo], [h_hi - h_lo + 1, w_hi - w_lo + 1], [height + 1, width + 1]], dtype=torch.float32),
-    )
+    key = ("box_bounds", height, width, h_lo, h_hi, w_lo, w_hi)
+    bounds = _cache.get((key, str(torch.device(device))))
+    if bounds is None:  # (lo, span, extent) as three tensors: unpacking one tensor costs an op
+        table = _cached(key, device, lambda: torch.tensor(
+            [[h_lo, w_lo], [h_hi - h_lo + 1, w_hi - w_lo + 1], [height + 1, width + 1]], dtype=torch.float32))
+        bounds = _cache[(key, str(torch.device(device)))] = tuple(table.unbind(0))
+    lo, span, extent = bounds
     u = uniform((2, batch, 2), generator=generator, device=device)
     # floor(u * n) <= n - 1 for every float32 u < 1 and integer n < 2**24: u * n is at most
     # n * (1 - 2**-24), which rounds to a float below n. Sizes stay exact integers in float32.

@@ -1,0 +1,178 @@
+"""A small DCGAN-style generator / discriminator pair and the training loop both demos share.
+
+The loop is the textbook alternating GAN update; the only NDA-specific lines are the ones that
+ask the library for negatives (any ``t(x, *, generator=None) -> Tensor`` from
+:func:`nda_plugins.transforms.build`) and pass their logits to
+:func:`nda_plugins.losses.discriminator_loss` with ``nda_weight``. With ``nda_weight=0`` it is the
+baseline, bit for bit the same random stream (negatives are still drawn, so both runs consume the
+same random numbers and differ only by the objective).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from .. import losses
+
+__all__ = ["Discriminator", "Generator", "TrainConfig", "sample", "scores", "train_gan"]
+
+
+class Generator(nn.Module):
+    """``z (B, z_dim) -> image (B, 3, size, size)`` in ``[-1, 1]``.
+
+    Linear to ``(width * size / 8, 4, 4)``, then transposed convolutions doubling the side and
+    halving the channels up to ``size`` (a power of two >= 8), batch norm + ReLU between, ``tanh``
+    at the end. For ``size=32``, ``width=16``: 64 -> 32 -> 16 -> 3 channels.
+    """
+
+    def __init__(self, z_dim: int = 64, width: int = 32, size: int = 32):
+        super().__init__()
+        if size < 8 or size & (size - 1):
+            raise ValueError(f"size: expected a power of two >= 8, got {size}")
+        self.z_dim, self.size = z_dim, size
+        ups = size.bit_length() - 3  # transposed convolutions from 4x4 up to size x size
+        chans = [width * 2 ** (ups - 1 - i) for i in range(ups)] + [3]  # e.g. 128, 64, 32, 3
+        self.fc = nn.Sequential(nn.Linear(z_dim, chans[0] * 16), nn.BatchNorm1d(chans[0] * 16), nn.ReLU())
+        layers: list[nn.Module] = []
+        for i in range(ups):
+            layers.append(nn.ConvTranspose2d(chans[i], chans[i + 1], 4, stride=2, padding=1))
+            layers += [nn.Tanh()] if i == ups - 1 else [nn.BatchNorm2d(chans[i + 1]), nn.ReLU()]
+        self.net = nn.Sequential(*layers)
+        self._c0 = chans[0]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.fc(z).view(z.shape[0], self._c0, 4, 4))
+
+
+class Discriminator(nn.Module):
+    """``image (B, 3, size, size) -> logit (B,)``.
+
+    Strided convolutions halving the side down to 4 (doubling the channels from ``width``),
+    LeakyReLU, spectral normalisation on every layer, a two-layer head. No batch norm: real, fake
+    and negative batches go through separate passes, so batch statistics would leak between them.
+    """
+
+    def __init__(self, width: int = 32, size: int = 32):
+        super().__init__()
+        if size < 8 or size & (size - 1):
+            raise ValueError(f"size: expected a power of two >= 8, got {size}")
+        downs = size.bit_length() - 3
+        layers: list[nn.Module] = []
+        cin = 3
+        for i in range(downs):
+            cout = width * 2 ** i
+            layers += [spectral_norm(nn.Conv2d(cin, cout, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+            cin = cout
+        self.net = nn.Sequential(*layers)
+        # A hidden layer in the head: with a single linear layer on the 4x4 map (one feature per 8x8
+        # region) D's logit is roughly monotonic in the number of dots, so it can say "fewer" or
+        # "more" but never "exactly k", and G swings between no dots and every cell lit.
+        self.head = nn.Sequential(
+            spectral_norm(nn.Linear(cin * 16, 4 * width)), nn.LeakyReLU(0.2),
+            spectral_norm(nn.Linear(4 * width, 1)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.net(x).flatten(1)).squeeze(1)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (both demos).
+
+    Attributes:
+        steps: number of (D, G) update pairs.
+        batch_size: samples per batch (real, fake and negative batches alike).
+        z_dim: latent size.
+        width: base channel width of G and D.
+        size: image side.
+        lr: Adam learning rate (both nets), betas ``(0.5, 0.999)``.
+        nda_weight: ``w`` of :func:`nda_plugins.losses.discriminator_loss` (0 = baseline).
+        kind: loss kind of :mod:`nda_plugins.losses`.
+    """
+
+    steps: int = 1000
+    batch_size: int = 64
+    z_dim: int = 64
+    width: int = 16
+    size: int = 32
+    lr: float = 2e-4
+    nda_weight: float = 0.0
+    kind: str = "logistic"
+
+
+def train_gan(
+    real_pool: torch.Tensor,
+    negatives: Callable[..., torch.Tensor],
+    config: TrainConfig,
+    *,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Generator, Discriminator]:
+    """Train G and D on batches drawn from ``real_pool``, with NDA when ``config.nda_weight > 0``.
+
+    Args:
+        real_pool: ``(N, 3, size, size)`` training images in ``[-1, 1]``.
+        negatives: a library transform ``t(x, *, generator=None) -> Tensor`` giving one negative
+            per real sample (e.g. ``transforms.build("source", source=pool)`` or
+            ``transforms.build("jigsaw")``).
+        config: the run's :class:`TrainConfig`.
+        seed: seeds the model initialisation and every random draw of the run.
+        progress: called with the number of steps just done (for a progress bar).
+
+    Returns:
+        ``(G, D)`` in eval mode.
+    """
+    # Module initialisation draws from the global generator: seed it without leaking the change.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G = Generator(config.z_dim, config.width, config.size)
+        D = Discriminator(config.width, config.size)
+    gen = torch.Generator().manual_seed(seed)
+    opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=(0.5, 0.999))
+    n, b = real_pool.shape[0], config.batch_size
+    w = float(config.nda_weight)
+    report_every = 10
+    for step in range(config.steps):
+        real = real_pool[torch.randint(n, (b,), generator=gen)]
+        z = torch.randn(b, config.z_dim, generator=gen)
+        neg = negatives(real, generator=gen)
+        with torch.no_grad():
+            fake = G(z)
+        # Negatives are always drawn (same random stream in both runs); D only sees them with NDA.
+        neg_logits = D(neg) if w > 0 else None
+        loss_d = losses.discriminator_loss(D(real), D(fake), neg_logits, nda_weight=w, kind=config.kind)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+
+        z = torch.randn(b, config.z_dim, generator=gen)
+        loss_g = losses.generator_loss(D(G(z)), kind=config.kind)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        if progress is not None and (step + 1) % report_every == 0:
+            progress(report_every)
+    if progress is not None and config.steps % report_every:
+        progress(config.steps % report_every)
+    return G.eval(), D.eval()
+
+
+@torch.no_grad()
+def sample(G: Generator, n: int, *, seed: int, chunk: int = 512) -> torch.Tensor:
+    """``n`` samples ``(n, 3, size, size)`` from ``G`` with latents drawn from ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, G.z_dim, generator=gen)
+    return torch.cat([G(part) for part in z.split(chunk)])
+
+
+@torch.no_grad()
+def scores(D: Discriminator, x: torch.Tensor, *, chunk: int = 512) -> torch.Tensor:
+    """``D``'s logits ``(N,)`` for ``x`` ``(N, 3, size, size)``, in chunks."""
+    return torch.cat([D(part) for part in x.split(chunk)])
