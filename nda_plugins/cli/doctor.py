@@ -19,11 +19,11 @@ import click
 #: distribution's metadata cannot be read (e.g. running from a source tree).
 FALLBACK_EXTRAS: dict[str, list[str]] = {
     "bench": ["kornia"],
-    "demo": ["matplotlib", "tqdm"],
+    "demo": ["matplotlib"],
     "lightly": ["lightly", "torchvision"],
     "mmengine": ["mmengine"],
     "stylegan2-ada": ["ninja", "numpy", "PIL", "scipy", "psutil", "requests"],
-    "test": ["pytest", "numpy", "matplotlib", "tqdm"],
+    "test": ["pytest", "numpy", "matplotlib"],
 }
 # Distribution names whose import name differs from the distribution name.
 _IMPORT_NAMES = {"pillow": "PIL", "pyyaml": "yaml", "scikit-learn": "sklearn", "opencv-python": "cv2"}
