@@ -195,11 +195,34 @@ def print_table(result):
               f"{r['loop_vs_clone']:>15.3f}")
 
 
+KORNIA_NAMES = {"jigsaw": "RandomJigsaw", "cutmix": "RandomCutMixV2", "mixup": "RandomMixUpV2", "cutout": "RandomErasing"}
+
+
+def markdown(result) -> str:
+    """The README's table for one case."""
+    med = result["median_seconds"]
+    small = result["case"] == "latency-bound"
+    lines = [
+        f"**{result['case']}** `{tuple(result['shape'])}` float32 on {result['device']} "
+        f"(`x.clone()` {med['clone'] * 1e6:.0f} µs, `x.index_select(0, perm)` {med['index_select'] * 1e6:.0f} µs)",
+        "",
+        "| transform | throughput vs `clone`" + ("" if small else " (target ≥ 0.5)") + " | time vs `index_select`"
+        + (" (target ≤ 6)" if small else "") + " | per-sample loop is × slower | kornia is × slower"
+        + (" (target ≥ 10)" if small else "") + " |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in result["rows"]:
+        k = "–" if r["kornia_over_ours"] is None else f"{r['kornia_over_ours']:.1f} ({KORNIA_NAMES[r['transform']]})"
+        lines.append(f"| {r['transform']} | {r['vs_clone']:.2f} | {r['x_index_select']:.1f} | {r['loop_over_ours']:.1f} | {k} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", default="benchmarks/results.json")
+    parser.add_argument("--markdown", action="store_true", help="also print the tables as Markdown (for the README)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     meta = {
@@ -219,6 +242,9 @@ def main(argv=None):
     with open(args.out, "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
     print(f"\nwrote {args.out}")
+    if args.markdown:
+        for result in results:
+            print("\n" + markdown(result))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,39 @@
+"""The benchmark script runs end to end on a tiny batch and produces its table (no timing asserts)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_transforms.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_transforms", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_shape_and_markdown(tmp_path, monkeypatch):
+    bench = _load()
+    monkeypatch.setattr(bench, "kornia_ops", lambda: {})  # optional peer; keep the test fast
+    result = bench.bench_shape("latency-bound", (4, 3, 8, 8), torch.device("cpu"), repeats=1, inner=1, slow_inner=1)
+    assert [r["transform"] for r in result["rows"]] == bench.OURS
+    for row in result["rows"]:
+        assert row["vs_clone"] > 0 and row["x_index_select"] > 0 and row["loop_over_ours"] > 0
+        assert row["kornia_over_ours"] is None
+    table = bench.markdown(result)
+    assert table.count("\n| ") == len(bench.OURS) + 2  # header, rule, one row each and "(target ≤ 6)" in table
+    json.dumps(result)  # the JSON file must be writable
+
+
+def test_per_sample_loops_make_negatives():
+    bench = _load()
+    x = torch.rand(4, 3, 8, 8)
+    for name, loop in bench.LOOPS.items():
+        y = loop(x)
+        assert y.shape == x.shape and not torch.equal(y, x), name
