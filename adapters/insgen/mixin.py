@@ -22,11 +22,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from nda_plugins import losses as _losses
 
-from ..stylegan2_ada.mixin import D_PHASES, make_session
+from ..stylegan2_ada.mixin import D_PHASES, _per_sample_fake, make_session
 
 
 class NDAInterceptMixin:
@@ -103,7 +102,7 @@ class NDAInterceptMixin:
         neg_logits = super().run_D(neg, neg_c, False)
         self._report("NDA/scores/neg", neg_logits)
         self._report("NDA/signs/neg", neg_logits.sign())
-        loss_neg = F.softplus(neg_logits)
+        loss_neg = _per_sample_fake(neg_logits)  # the logistic fake term, on the negatives
         self._report("NDA/loss", loss_neg)
         with torch.autograd.profiler.record_function("Dneg_backward"):
             loss_neg.mean().mul(w * r["gain"]).backward()

@@ -28,11 +28,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from nda_plugins import losses as _losses
 
 D_PHASES = ("Dmain", "Dboth")
+
+
+def _per_sample_fake(logits, neg_logits=None, weight: float = 0.0):
+    """Upstream's ``(B, 1)`` per-sample logistic fake side, from :mod:`nda_plugins.losses`:
+    ``(1 - w) * softplus(D(fake)) + w * softplus(D(neg))`` (just ``softplus(D(fake))`` at w = 0)."""
+    return _losses.fake_side_loss(logits, neg_logits, nda_weight=weight, kind="logistic", reduction="none").unsqueeze(1)
 
 
 def _world() -> tuple[int, int]:
@@ -123,7 +128,7 @@ class NDALossMixin:
             self._report("Loss/scores/real", real_logits)
             self._report("Loss/signs/real", real_logits.sign())
             self.nda.observe(step, real_logits=real_logits.detach())
-            loss_real = F.softplus(-real_logits)
+            loss_real = _losses.real_loss(real_logits, kind="logistic", reduction="none").unsqueeze(1)
             self._report("Loss/D/loss", loss_fake + loss_real)
         with torch.autograd.profiler.record_function("Dreal_backward"):
             loss_real.mean().mul(gain).backward()
@@ -149,7 +154,7 @@ class NDALossMixin:
             gen_logits = self.run_D(gen_img, gen_c, sync=False)
             self._report("Loss/scores/fake", gen_logits)
             self._report("Loss/signs/fake", gen_logits.sign())
-            return F.softplus(gen_logits)
+            return _per_sample_fake(gen_logits)
         neg, neg_c = self.nda.negatives(real_img.detach(), real_c, step=step)
         neg = neg.to(gen_img.dtype)
         if neg_c is None:
@@ -162,14 +167,14 @@ class NDALossMixin:
             self._report("Loss/scores/fake", logits)
             self._report("Loss/signs/fake", logits.sign())
             self._report("NDA/replaced", replaced.to(logits.dtype))
-            return F.softplus(logits)
+            return _per_sample_fake(logits)
         gen_logits = self.run_D(gen_img, gen_c, sync=False)
         neg_logits = self.run_D(neg, neg_c.to(gen_c.dtype), sync=False)
         self._report("Loss/scores/fake", gen_logits)
         self._report("Loss/signs/fake", gen_logits.sign())
         self._report("NDA/scores/neg", neg_logits)
         self._report("NDA/signs/neg", neg_logits.sign())
-        return (1.0 - weight) * F.softplus(gen_logits) + weight * F.softplus(neg_logits)
+        return _per_sample_fake(gen_logits, neg_logits, weight)
 
     # -- checkpoints ----------------------------------------------------------------------------
 
