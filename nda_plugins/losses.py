@@ -237,24 +237,14 @@ def discriminator_loss(
     """
     _check_tensor("real_logits", real_logits)
     _check_tensor("fake_logits", fake_logits)
-    w = _check_weight("nda_weight", nda_weight)
-    real_term, fake_term, _ = _TERMS[_check_kind(kind)]
-    reduction = _check_reduction(reduction)
-    if neg_logits is not None:
-        _check_tensor("neg_logits", neg_logits)
-    elif w > 0.0:
-        raise ValueError(f"neg_logits is required when nda_weight > 0 (got nda_weight={w})")
-    if reduction == "none":
-        sizes = {"real_logits": real_logits.shape[0], "fake_logits": fake_logits.shape[0]}
-        if neg_logits is not None and w > 0.0:
-            sizes["neg_logits"] = neg_logits.shape[0]
-        if len(set(sizes.values())) > 1:
-            raise ValueError(
-                f"reduction='none' needs the same batch size for every logit tensor, got {sizes}"
-            )
-
-    return _reduce(real_term(real_logits), reduction) + _fake_side(
-        fake_logits, neg_logits, w, fake_term, reduction
+    if reduction == "none" and real_logits.shape[0] != fake_logits.shape[0]:
+        raise ValueError(
+            f"reduction='none' needs the same batch size for real_logits ({real_logits.shape[0]}) and "
+            f"fake_logits ({fake_logits.shape[0]})"
+        )
+    # The two halves below validate the rest (weight, kind, reduction, neg_logits).
+    return real_loss(real_logits, kind=kind, reduction=reduction) + fake_side_loss(
+        fake_logits, neg_logits, nda_weight=nda_weight, kind=kind, reduction=reduction
     )
 
 
