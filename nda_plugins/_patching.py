@@ -469,6 +469,16 @@ def check(name: str, path: str | os.PathLike) -> dict[str, Any]:
     return dict(report, ok=True, action=action)
 
 
+def _staged_swap(series: "Series", root: Path, *, reverse: bool, expect: str) -> None:
+    """Run the series on a staged copy, check the result's hashes, then swap the files in."""
+    stage = _run_in_stage(series, root, reverse=reverse)
+    try:
+        _verify_stage(series, stage, expect)
+        _commit_stage(series, stage, root)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def apply(name: str, path: str | os.PathLike, *, allow_dirty: bool = False) -> str:
     """Apply a series to a checkout; atomic and idempotent.
 
@@ -485,12 +495,7 @@ def apply(name: str, path: str | os.PathLike, *, allow_dirty: bool = False) -> s
         return f"{series.name}: already applied to {st['root']} ({len(series.patches)} patches)"
     _refuse_unless(st, series, PRISTINE, allow_dirty)
     root = Path(st["root"])
-    stage = _run_in_stage(series, root, reverse=False)
-    try:
-        _verify_stage(series, stage, "patched")
-        _commit_stage(series, stage, root)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    _staged_swap(series, root, reverse=False, expect="patched")
     return f"{series.name}: applied {len(series.patches)} patches to {root}"
 
 
@@ -507,12 +512,7 @@ def revert(name: str, path: str | os.PathLike) -> str:
     # Other local changes do not block a revert: it only restores the series' own files.
     _refuse_unless(st, series, APPLIED, allow_dirty=True)
     root = Path(st["root"])
-    stage = _run_in_stage(series, root, reverse=True)
-    try:
-        _verify_stage(series, stage, "pristine")
-        _commit_stage(series, stage, root)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    _staged_swap(series, root, reverse=True, expect="pristine")
     return f"{series.name}: reverted {len(series.patches)} patches in {root}"
 
 
