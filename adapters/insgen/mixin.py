@@ -25,10 +25,10 @@ import torch
 
 from nda_plugins import losses as _losses
 
-from ..stylegan2_ada.mixin import D_PHASES, _per_sample_fake, make_session
+from ..stylegan2_ada.mixin import D_PHASES, NDASessionMixin, _per_sample_fake
 
 
-class NDAInterceptMixin:
+class NDAInterceptMixin(NDASessionMixin):
     """Put it before the upstream loss in the bases; see the module docstring.
 
     Args:
@@ -36,28 +36,9 @@ class NDAInterceptMixin:
         nda_kwargs: ``NDASession`` arguments; ``None`` keeps upstream's loss exactly.
     """
 
-    def __init__(self, *args: Any, nda_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.nda = make_session(nda_kwargs)
         self._nda_round: dict[str, Any] | None = None
-
-    def _report(self, name: str, value: Any) -> None:  # pragma: no cover - replaced
-        """Record a statistic (upstream: ``training_stats.report``)."""
-
-    @property
-    def nda_step(self) -> int:
-        return 0 if self.nda is None else self.nda.num_advances
-
-    def nda_advance(self) -> float | None:
-        return None if self.nda is None else self.nda.advance()
-
-    def nda_state_dict(self) -> dict[str, Any] | None:
-        return None if self.nda is None else self.nda.state_dict()
-
-    def nda_load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.nda is None:
-            raise ValueError("this loss has no NDA session (run without --nda); cannot load NDA state")
-        self.nda.load_state_dict(state)
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain, **kwargs):
         if self.nda is None or phase not in D_PHASES:

@@ -65,8 +65,9 @@ def make_session(nda_kwargs: dict[str, Any] | None):
     return NDASession(**kwargs)
 
 
-class NDALossMixin:
-    """Negatives on the discriminator's fake side of a StyleGAN2-ADA ``Loss``.
+class NDASessionMixin:
+    """What every NDA loss for a StyleGAN2-ADA-style codebase holds: the session, its step,
+    and its checkpoint state.
 
     Args:
         *args, **kwargs: upstream's loss arguments, passed on unchanged.
@@ -102,6 +103,25 @@ class NDALossMixin:
         if self.nda is None:
             return None
         return self.nda.advance()
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def nda_state_dict(self) -> dict[str, Any] | None:
+        """The session's state for a snapshot (call on every rank), or ``None`` when NDA is off."""
+        return None if self.nda is None else self.nda.state_dict()
+
+    def nda_load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`nda_state_dict`'s output."""
+        if self.nda is None:
+            raise ValueError("this loss has no NDA session (run without --nda); cannot load NDA state")
+        self.nda.load_state_dict(state)
+
+
+class NDALossMixin(NDASessionMixin):
+    """Negatives on the discriminator's fake side of a StyleGAN2-ADA ``Loss``.
+
+    Takes the same arguments as :class:`NDASessionMixin` (``nda_kwargs`` plus upstream's).
+    """
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         if self.nda is None or phase not in D_PHASES:
@@ -175,15 +195,3 @@ class NDALossMixin:
         self._report("NDA/scores/neg", neg_logits)
         self._report("NDA/signs/neg", neg_logits.sign())
         return _per_sample_fake(gen_logits, neg_logits, weight)
-
-    # -- checkpoints ----------------------------------------------------------------------------
-
-    def nda_state_dict(self) -> dict[str, Any] | None:
-        """The session's state for a snapshot (call on every rank), or ``None`` when NDA is off."""
-        return None if self.nda is None else self.nda.state_dict()
-
-    def nda_load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`nda_state_dict`'s output."""
-        if self.nda is None:
-            raise ValueError("this loss has no NDA session (run without --nda); cannot load NDA state")
-        self.nda.load_state_dict(state)
