@@ -276,6 +276,58 @@ def test_box_weights_table_path_equals_arithmetic_path(shape, monkeypatch):
         assert torch.equal(got.reshape(shape[0], shape[-2], shape[-1]), expected)
 
 
+def _box_frequencies(start, size, height, width):
+    """Observed frequency of every (top, height) and (left, width) pair."""
+    rows = torch.zeros(height + 1, height + 1)
+    cols = torch.zeros(width + 1, width + 1)
+    rows.index_put_((start[:, 0], size[:, 0]), torch.ones(len(start)), accumulate=True)
+    cols.index_put_((start[:, 1], size[:, 1]), torch.ones(len(start)), accumulate=True)
+    return rows / len(start), cols / len(start)
+
+
+def _expected_box_probabilities(n, lo, hi):
+    p = torch.zeros(n + 1, n + 1)
+    for side in range(lo, hi + 1):
+        p[: n - side + 1, side] = 1 / ((hi - lo + 1) * (n - side + 1))
+    return p
+
+
+@pytest.mark.parametrize("table", [True, False], ids=["searchsorted-table", "arithmetic"])
+def test_box_distribution_is_size_uniform_then_position_uniform(table, monkeypatch):
+    """Both samplers draw the side uniformly, then the position uniformly where the box fits."""
+    if not table:
+        monkeypatch.setattr(S, "_BOX_TABLE_MAX_PAIRS", 0)
+    n_draws, height, width = 200_000, 12, 9
+    start, size = S.boxes(n_draws, height, width, low=1 / 3, high=1 / 2, generator=_gen("cpu"), device="cpu")
+    assert start.dtype == size.dtype == torch.long and start.shape == size.shape == (n_draws, 2)
+    rows, cols = _box_frequencies(start, size, height, width)
+    for got, n, (lo, hi) in ((rows, height, (4, 6)), (cols, width, (3, 4))):
+        expected = _expected_box_probabilities(n, lo, hi)
+        assert torch.equal(got > 0, expected > 0)  # exactly the valid pairs, all of them
+        assert (got - expected).abs().max() < 0.0025  # about 6 standard errors of the likeliest pair
+
+
+def test_partners_table_and_arithmetic_paths_agree(monkeypatch):
+    """The cached-table lookup is only a faster way to the same partners from the same draws."""
+    table = S.partners(37, generator=_gen("cpu", 5), device="cpu")
+    monkeypatch.setattr(S, "_PARTNER_TABLE_MAX", 0)
+    arithmetic = S.partners(37, generator=_gen("cpu", 5), device="cpu")
+    assert torch.equal(table, arithmetic)
+    assert not (table == torch.arange(37)).any()
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 7, 11), (3, 2, 2, 70, 9)])
+def test_box_axes_normalized_average_over_the_box(shape):
+    from nda_plugins.transforms import _functional as F
+
+    start, size = S.boxes(shape[0], shape[-2], shape[-1], low=1 / 3, high=1 / 2, generator=_gen("cpu"), device="cpu")
+    rows, cols, mean_rows, mean_cols = F.box_axes(shape, start, size, torch.float64, normalized=True)
+    mask, weights = rows * cols, mean_rows * mean_cols
+    torch.testing.assert_close(weights.sum(dim=(-2, -1)).flatten(), torch.ones(shape[0], dtype=torch.float64))
+    assert torch.equal(weights > 0, mask > 0)
+    assert torch.equal(mask.sum(dim=(-2, -1)).flatten(), size.prod(dim=1).double())
+
+
 class TestCutMix:
     def test_values(self):
         x = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4) * 5])
@@ -304,6 +356,15 @@ class TestMixup:
         t(torch.rand(2000, 1, 2, 2), generator=_gen("cpu"))
         gamma = t.last_params["gamma"]
         assert gamma.min() >= 0.1 and gamma.max() <= 0.9
+
+    @pytest.mark.parametrize("alpha", [1, 2, 3])
+    def test_gamma_is_beta_mapped_into_low_high(self, alpha):
+        low, high = 0.2, 0.7
+        g = S.beta_symmetric(60000, alpha, generator=_gen("cpu"), device="cpu", low=low, high=high)
+        unit = (g - low) / (high - low)
+        assert unit.min() >= 0 and unit.max() < 1
+        # Beta(a, a): mean 1/2, variance 1 / (4 (2a + 1))
+        assert abs(unit.mean() - 0.5) < 0.01 and abs(unit.var() - 1 / (4 * (2 * alpha + 1))) < 0.003
 
     def test_rejects_bad_alpha(self):
         with pytest.raises(ValueError, match="alpha must be >= 1"):

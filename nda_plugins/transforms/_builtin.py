@@ -137,11 +137,16 @@ class _BoxTransform(NegativeTransform):
         )
         return params
 
-    def _weights(self, x, params, dtype):
-        return F.box_weights(x.shape, params["start"], params["size"], dtype)
+    def _axes(self, x, params, dtype, *, normalized=False):
+        return F.box_axes(x.shape, params["start"], params["size"], dtype, normalized=normalized)
 
     def extra_repr(self):
         return f"low={self.low:.4g}, high={self.high:.4g}"
+
+
+def _work_dtype(x: torch.Tensor) -> torch.dtype:
+    """The float dtype a transform computes in: ``x``'s for float32/64, float32 otherwise."""
+    return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
 
 
 class Cutout(_BoxTransform):
@@ -154,12 +159,11 @@ class Cutout(_BoxTransform):
     name = "cutout"
 
     def apply(self, x, params, partner):
-        work = x.dtype if x.dtype.is_floating_point else torch.float32
-        weights = self._weights(x, params, work)
-        mean = F.box_mean(x, weights, params["size"])
+        rows, cols, mean_rows, mean_cols = self._axes(x, params, _work_dtype(x), normalized=True)
+        mean = F.box_mean(x, mean_rows, mean_cols)
         if not x.dtype.is_floating_point:
             mean = mean.round()  # the fill a uint8 image can hold
-        return _keep_format(F.select(x, mean.expand_as(x), weights), x)
+        return _keep_format(F.select(x, mean, rows * cols), x)
 
 
 class CutMix(_BoxTransform):
@@ -169,8 +173,14 @@ class CutMix(_BoxTransform):
     pairwise = True
 
     def apply(self, x, params, partner):
-        weights = self._weights(x, params, x.dtype if x.dtype.is_floating_point else torch.float32)
-        return _keep_format(F.select(x, _partner_images(x, params, partner), weights), x)
+        work = x.dtype if x.dtype.is_floating_point else torch.float32
+        rows, cols = self._axes(x, params, work)
+        if partner is None and x.dtype.is_floating_point:
+            # Blend into the gathered partner batch (elementwise, so writing over an input is
+            # safe): one batch-sized allocation.
+            other = x.index_select(0, params["partner"])
+            return _keep_format(torch.lerp(x, other, rows * cols, out=other), x)
+        return _keep_format(F.select(x, _partner_images(x, params, partner), rows * cols), x)
 
 
 class Mixup(NegativeTransform):
@@ -198,17 +208,20 @@ class Mixup(NegativeTransform):
 
     def sample(self, x, generator, *, external_partner=False):
         params = _partner_params(x, generator, external_partner)
-        g = S.beta_symmetric(x.shape[0], self.alpha, generator=generator, device=x.device)
-        params["gamma"] = self.low + (self.high - self.low) * g
+        params["gamma"] = S.beta_symmetric(
+            x.shape[0], self.alpha, generator=generator, device=x.device, low=self.low, high=self.high
+        )
         return params
 
     def apply(self, x, params, partner):
-        other = _partner_images(x, params, partner)
         shape = (x.shape[0],) + (1,) * (x.dim() - 1)
         if x.dtype.is_floating_point:
             gamma = params["gamma"].to(x.dtype).view(shape)
-            return _keep_format(torch.lerp(other, x, gamma), x)
+            if partner is None:  # blend into the gathered partner batch in place
+                return _keep_format(x.index_select(0, params["partner"]).lerp_(x, gamma), x)
+            return _keep_format(torch.lerp(partner, x, gamma), x)
         gamma = params["gamma"].view(shape)
+        other = _partner_images(x, params, partner)
         return _keep_format(F.cast_like(torch.lerp(other.float(), x.float(), gamma), x), x)
 
     def extra_repr(self):

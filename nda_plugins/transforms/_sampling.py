@@ -33,14 +33,20 @@ def arange(n: int, device) -> torch.Tensor:
 _cache: dict = {}
 
 
+def constant(value: float, dtype, device) -> torch.Tensor:
+    """A cached 0-dim tensor holding ``value`` (read-only: never modify it)."""
+    return _cached(("constant", value, dtype), device, lambda: torch.tensor(value, dtype=dtype))
+
+
 def _cached(key, device, make):
-    """Small per-device cache of constant index tensors (bounded; cleared when full)."""
+    """Small per-device cache of constant tensors or tuples of them (bounded; cleared when full)."""
     full_key = (key, str(torch.device(device)))
     value = _cache.get(full_key)
     if value is None:
         if len(_cache) > 256:
             _cache.clear()
-        value = make().to(device)
+        value = make()
+        value = tuple(v.to(device) for v in value) if isinstance(value, tuple) else value.to(device)
         _cache[full_key] = value
     return value
 
@@ -78,7 +84,10 @@ def non_identity_permutations(batch: int, n: int, *, generator, device) -> torch
 def partners(batch: int, *, generator, device) -> torch.Tensor:
     """For each sample, the index of another sample of the same batch (never itself).
 
-    Each sample draws its partner independently and uniformly among the other ``batch - 1``.
+    Each sample draws its partner independently and uniformly among the other ``batch - 1``:
+    partner ``(i + 1 + k) mod batch`` with ``k`` uniform in ``[0, batch - 2]``. For batches up to
+    :data:`_PARTNER_TABLE_MAX` the sum is looked up in a cached ``(batch, batch - 1)`` table
+    (one ``gather`` instead of two arithmetic ops; the draws and the result are the same).
 
     Returns:
         ``(batch,)`` long tensor.
@@ -89,32 +98,80 @@ def partners(batch: int, *, generator, device) -> torch.Tensor:
             f"got batch size {batch}; pass partner=<tensor> (or build the transform with a "
             f"partner source) to use batch size 1"
         )
+    if batch <= _PARTNER_TABLE_MAX:
+        table = _cached(("partners", batch), device, lambda: (
+            torch.arange(batch).view(batch, 1) + torch.arange(1, batch).view(1, batch - 1)).remainder(batch))
+        pick = torch.randint(0, batch - 1, (batch, 1), generator=generator, device=device)
+        return table.gather(1, pick).view(batch)
     offset = torch.randint(1, batch, (batch,), generator=generator, device=device)
     return (arange(batch, device) + offset).remainder_(batch)
+
+
+_PARTNER_TABLE_MAX = 512  # 512 x 511 longs = 2 MiB
+
+
+def _box_sides(n: int, low: float, high: float) -> tuple[int, int]:
+    """Smallest and largest box side on an axis of ``n`` pixels: ``[ceil(low n), floor(high n)]``,
+    at least 2 pixels where the image allows (a 1x1 box filled with its own mean reproduces the
+    source)."""
+    lo = max(min(2, n), math.ceil(low * n))
+    return lo, max(lo, math.floor(high * n))
+
+
+def _axis_boxes(n: int, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every ``(start, size)`` on one axis with its probability under "size uniform in
+    ``[lo, hi]``, then start uniform where the box fits": ``(K, 2)`` long and ``(K,)`` float64
+    cumulative probabilities (the last exactly 1)."""
+    pairs, probs = [], []
+    for size in range(lo, hi + 1):
+        places = n - size + 1
+        pairs.extend((start, size) for start in range(places))
+        probs.extend([1.0 / ((hi - lo + 1) * places)] * places)
+    cdf = torch.tensor(probs, dtype=torch.float64).cumsum(0)
+    cdf[-1] = 1.0
+    return torch.tensor(pairs, dtype=torch.long), cdf
+
+
+_BOX_TABLE_MAX_PAIRS = 1 << 18  # beyond this many (start, size) pairs per axis, sample arithmetically
 
 
 def boxes(batch: int, height: int, width: int, *, low: float, high: float, generator, device):
     """Random boxes with each side in ``[low, high]`` of the image side, placed inside the image.
 
     Sides are uniform integers in ``[ceil(low * side), floor(high * side)]`` (at least 2 pixels
-    where the image allows, since a 1x1 box filled with its own mean reproduces the source);
-    the position is uniform over the places where the box fits.
+    where the image allows); the position is uniform over the places where the box fits.
+
+    Both axes are drawn with one ``rand``, one ``searchsorted`` into a cached table of every
+    (start, size) pair and its cumulative probability, and one lookup: four ops whatever the
+    image size (very large images fall back to arithmetic on uniforms, same distribution).
 
     Returns:
         ``(start, size)``: ``(batch, 2)`` long tensors, ``(top, left)`` and ``(height, width)``.
     """
-    def side(n: int) -> tuple[int, int]:
-        lo = max(min(2, n), math.ceil(low * n))
-        return lo, max(lo, math.floor(high * n))
+    (h_lo, h_hi), (w_lo, w_hi) = _box_sides(height, low, high), _box_sides(width, low, high)
+    pairs = (h_hi - h_lo + 1) * height + (w_hi - w_lo + 1) * width
+    if pairs > _BOX_TABLE_MAX_PAIRS:
+        return _boxes_arithmetic(batch, (height, width), (h_lo, w_lo), (h_hi, w_hi), generator, device)
 
-    (h_lo, h_hi), (w_lo, w_hi) = side(height), side(width)
-    key = ("box_bounds", height, width, h_lo, h_hi, w_lo, w_hi)
-    bounds = _cache.get((key, str(torch.device(device))))
-    if bounds is None:  # (lo, span, extent) as three tensors: unpacking one tensor costs an op
-        table = _cached(key, device, lambda: torch.tensor(
-            [[h_lo, w_lo], [h_hi - h_lo + 1, w_hi - w_lo + 1], [height + 1, width + 1]], dtype=torch.float32))
-        bounds = _cache[(key, str(torch.device(device)))] = tuple(table.unbind(0))
-    lo, span, extent = bounds
+    key = ("box_pairs", height, width, h_lo, h_hi, w_lo, w_hi)
+
+    def make():
+        (ph, ch), (pw, cw) = _axis_boxes(height, h_lo, h_hi), _axis_boxes(width, w_lo, w_hi)
+        # One increasing sequence for both axes: the width axis's cdf is shifted by 1 and is
+        # searched with u + 1, so a single searchsorted returns indices into both tables.
+        return torch.cat([ph, pw]), torch.cat([ch, cw + 1.0]).float(), torch.tensor([0.0, 1.0])
+
+    pairs_table, cdf, shift = _cached(key, device, make)
+    u = uniform((batch, 2), generator=generator, device=device) + shift
+    pick = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.numel() - 1)
+    start_size = pairs_table.index_select(0, pick.view(-1)).view(batch, 2, 2)
+    return start_size[..., 0], start_size[..., 1]
+
+
+def _boxes_arithmetic(batch, extent_hw, lo_hw, hi_hw, generator, device):
+    lo = torch.tensor(lo_hw, dtype=torch.float32, device=device)
+    span = torch.tensor(hi_hw, dtype=torch.float32, device=device) - lo + 1
+    extent = torch.tensor(extent_hw, dtype=torch.float32, device=device) + 1
     u = uniform((2, batch, 2), generator=generator, device=device)
     # floor(u * n) <= n - 1 for every float32 u < 1 and integer n < 2**24: u * n is at most
     # n * (1 - 2**-24), which rounds to a float below n. Sizes stay exact integers in float32.
@@ -154,17 +211,18 @@ def normal_parallel_(out: torch.Tensor, *, generator) -> torch.Tensor:
     return out
 
 
-def beta_symmetric(batch: int, alpha: int, *, generator, device) -> torch.Tensor:
-    """``Beta(alpha, alpha)`` samples for a positive integer ``alpha``.
+def beta_symmetric(batch: int, alpha: int, *, generator, device, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+    """``low + (high - low) * Beta(alpha, alpha)`` samples for a positive integer ``alpha``.
 
     Uses the order-statistic identity: the ``alpha``-th smallest of ``2*alpha - 1`` independent
-    uniforms is ``Beta(alpha, alpha)``. This needs only uniform draws, so it honours the
-    generator (``torch.distributions.Beta`` cannot take one).
+    uniforms is ``Beta(alpha, alpha)``. The uniforms are drawn directly on ``[low, high)`` (an
+    increasing affine map commutes with taking the k-th smallest), so this is two ops. It needs
+    only uniform draws, so it honours the generator (``torch.distributions.Beta`` cannot take one).
 
     Returns:
         ``(batch,)`` float tensor.
     """
     if alpha == 1:
-        return uniform((batch,), generator=generator, device=device)
-    u = uniform((batch, 2 * alpha - 1), generator=generator, device=device)
-    return u.sort(dim=1).values[:, alpha - 1]
+        return torch.empty(batch, device=device).uniform_(low, high, generator=generator)
+    u = torch.empty(batch, 2 * alpha - 1, device=device).uniform_(low, high, generator=generator)
+    return u.kthvalue(alpha, dim=1).values
