@@ -316,18 +316,6 @@ def test_partners_table_and_arithmetic_paths_agree(monkeypatch):
     assert not (table == torch.arange(37)).any()
 
 
-@pytest.mark.parametrize("shape", [(4, 3, 7, 11), (3, 2, 2, 70, 9)])
-def test_box_axes_normalized_average_over_the_box(shape):
-    from nda_plugins.transforms import _functional as F
-
-    start, size = S.boxes(shape[0], shape[-2], shape[-1], low=1 / 3, high=1 / 2, generator=_gen("cpu"), device="cpu")
-    rows, cols, mean_rows, mean_cols = F.box_axes(shape, start, size, torch.float64, normalized=True)
-    mask, weights = rows * cols, mean_rows * mean_cols
-    torch.testing.assert_close(weights.sum(dim=(-2, -1)).flatten(), torch.ones(shape[0], dtype=torch.float64))
-    assert torch.equal(weights > 0, mask > 0)
-    assert torch.equal(mask.sum(dim=(-2, -1)).flatten(), size.prod(dim=1).double())
-
-
 class TestCutMix:
     def test_values(self):
         x = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4) * 5])

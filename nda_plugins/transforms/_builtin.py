@@ -137,8 +137,8 @@ class _BoxTransform(NegativeTransform):
         )
         return params
 
-    def _axes(self, x, params, dtype, *, normalized=False):
-        return F.box_axes(x.shape, params["start"], params["size"], dtype, normalized=normalized)
+    def _axes(self, x, params, dtype):
+        return F.box_axes(x.shape, params["start"], params["size"], dtype)
 
     def extra_repr(self):
         return f"low={self.low:.4g}, high={self.high:.4g}"
@@ -159,11 +159,12 @@ class Cutout(_BoxTransform):
     name = "cutout"
 
     def apply(self, x, params, partner):
-        rows, cols, mean_rows, mean_cols = self._axes(x, params, _work_dtype(x), normalized=True)
-        mean = F.box_mean(x, mean_rows, mean_cols)
+        rows, cols = self._axes(x, params, _work_dtype(x))
+        mask = rows * cols
+        mean = F.box_mean(x, mask, params["size"])
         if not x.dtype.is_floating_point:
             mean = mean.round()  # the fill a uint8 image can hold
-        return _keep_format(F.select(x, mean, rows * cols), x)
+        return _keep_format(F.select(x, mean, mask), x)
 
 
 class CutMix(_BoxTransform):

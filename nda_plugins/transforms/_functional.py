@@ -150,11 +150,11 @@ def _lead(x_dim: int) -> tuple[int, ...]:
     return (1,) * (x_dim - 3)
 
 
-def box_axes(shape, start: torch.Tensor, size: torch.Tensor, dtype, *, normalized: bool = False):
+def box_axes(shape, start: torch.Tensor, size: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Each sample's box as a row indicator and a column indicator (0/1 values of ``dtype``).
 
-    The box mask is ``rows * cols``. With ``normalized=True`` also returns ``rows / height`` and
-    ``cols / width``, whose product averages over the box.
+    The box mask is ``rows * cols``; keeping the two factors lets ops broadcast them instead of
+    reading a full mask.
 
     Args:
         shape: the batch shape.
@@ -162,34 +162,28 @@ def box_axes(shape, start: torch.Tensor, size: torch.Tensor, dtype, *, normalize
         size: ``(B, 2)`` long, ``(height, width)``.
 
     Returns:
-        ``(rows, cols)`` shaped ``(B, 1, ..., H, 1)`` and ``(B, 1, ..., 1, W)``, then
-        ``(rows / height, cols / width)`` if ``normalized``.
+        ``(rows, cols)`` shaped ``(B, 1, ..., H, 1)`` and ``(B, 1, ..., 1, W)``.
     """
     b, h, w = shape[0], shape[-2], shape[-1]
     n = max(h, w)
-    lead = _lead(len(shape))
     if n <= _BOX_TABLE_MAX_SIDE:
-        # Small images: the cost is per op, not per element, so look the indicators (and their
-        # normalized versions) up in a cached table of [start, start + size) ranges: one op.
+        # Small images: the cost is per op, not per element, so look the indicators up in a
+        # cached table of [start, start + size) ranges: one op.
         table = S._cached(("box_table", n, dtype), start.device, lambda: _range_table(n, dtype))
-        found = table.index_select(0, torch.add(size, start, alpha=n + 1).view(-1))
-        parts = [(found, 2 * n, 0)] + ([(found, 2 * n, n)] if normalized else [])
+        inside = table.index_select(0, torch.add(size, start, alpha=n + 1).view(-1))
     else:
         # Row r is inside [top, top + height) iff |2r + 1 - (2 top + height)| < height. Rows and
         # columns are done in one (B, 2, max(H, W)) comparison.
         coords = S._cached(("box_coords", n), start.device, lambda: (torch.arange(n) * 2 + 1).expand(2, n))
         size = size.unsqueeze(2)
         inside = ((coords - torch.add(size, start.unsqueeze(2), alpha=2)).abs_() < size).to(dtype)
-        parts = [(inside, n, 0)] + ([(inside / size.to(dtype), n, 0)] if normalized else [])
-    # Each part is a freshly made (so contiguous, storage offset 0) (B, 2, row) buffer: axis 0
-    # (rows) then axis 1 (columns), starting at `skip` within a row. Two as_strided views per part
-    # instead of a chain of slices and reshapes.
-    out = []
-    for buf, row, base in parts:
-        zeros = (0,) * len(lead)
-        out.append(buf.as_strided((b,) + lead + (h, 1), (2 * row,) + zeros + (1, 0), base))
-        out.append(buf.as_strided((b,) + lead + (1, w), (2 * row,) + zeros + (0, 1), base + row))
-    return tuple(out)
+    # `inside` is freshly made (contiguous, storage offset 0) and holds (B, 2, n): the row
+    # indicator, then the column indicator. Two as_strided views instead of a chain of slices
+    # and reshapes (each of which is an op).
+    ones, zeros = _lead(len(shape)), (0,) * (len(shape) - 3)
+    rows = inside.as_strided((b,) + ones + (h, 1), (2 * n,) + zeros + (1, 0))
+    cols = inside.as_strided((b,) + ones + (1, w), (2 * n,) + zeros + (0, 1), n)
+    return rows, cols
 
 
 def box_weights(shape, start: torch.Tensor, size: torch.Tensor, dtype) -> torch.Tensor:
@@ -198,35 +192,32 @@ def box_weights(shape, start: torch.Tensor, size: torch.Tensor, dtype) -> torch.
     return rows * cols
 
 
-_BOX_TABLE_MAX_SIDE = 64  # table of (n + 1)^2 rows of 2n values: 2 MiB in float32 at n = 64
+_BOX_TABLE_MAX_SIDE = 64  # table of (n + 1)^2 rows of n values: 1 MiB in float32 at n = 64
 
 
 def _range_table(n: int, dtype) -> torch.Tensor:
-    """``((n + 1) * (n + 1), 2 n)``: row ``start * (n + 1) + size`` holds the indicator of
-    ``[start, start + size)`` on ``range(n)``, then the same divided by ``size``."""
+    """``((n + 1) * (n + 1), n)``: row ``start * (n + 1) + size`` is the indicator of
+    ``[start, start + size)`` on ``range(n)``."""
     coords = torch.arange(n)
     start = torch.arange(n + 1).view(n + 1, 1, 1)
     size = torch.arange(n + 1).view(1, n + 1, 1)
-    inside = ((coords >= start) & (coords < start + size)).double()
-    scaled = inside / size.clamp(min=1)
-    return torch.cat([inside, scaled], dim=2).to(dtype).view((n + 1) * (n + 1), 2 * n)
+    return ((coords >= start) & (coords < start + size)).to(dtype).view((n + 1) * (n + 1), n)
 
 
-def box_mean(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
     """Per-channel (and per-frame) mean of ``x`` inside each sample's box.
 
     Args:
         x: the batch.
-        rows, cols: the normalized indicators of :func:`box_axes` (``normalized=True``), in
-            the float dtype to compute in.
+        mask: :func:`box_weights` (0/1) in the float dtype to compute in.
+        size: ``(B, 2)`` box heights and widths.
 
     Returns:
-        ``x``'s leading shape with ``H, W`` reduced to ``1, 1``, in ``rows``' dtype.
+        ``x``'s leading shape with ``H, W`` reduced to ``1, 1``, in ``mask``'s dtype.
     """
-    # rows * cols is 1 / area inside the box, so the weighted sum is the mean. (Batched
-    # matrix-vector products would avoid the x-sized product, but on CPU they are slower.)
-    work = x if x.dtype == rows.dtype else x.to(rows.dtype)
-    return (work * (rows * cols)).sum(dim=(-2, -1), keepdim=True)
+    work = x if x.dtype == mask.dtype else x.to(mask.dtype)
+    summed = (work * mask).sum(dim=(-2, -1), keepdim=True)
+    return summed / size.prod(dim=1).view((x.shape[0],) + (1,) * (x.dim() - 1))
 
 
 def select(x: torch.Tensor, other: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -163,9 +163,10 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
 
     pairs_table, cdf, shift = _cached(key, device, make)
     u = uniform((batch, 2), generator=generator, device=device) + shift
+    # The clamp is needed: u + 1 can round up to exactly 2.0 (the last cdf value) in float32.
     pick = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.numel() - 1)
-    start_size = pairs_table.index_select(0, pick.view(-1)).view(batch, 2, 2)
-    return start_size[..., 0], start_size[..., 1]
+    start, size = pairs_table.index_select(0, pick.view(-1)).view(batch, 2, 2).unbind(2)
+    return start, size
 
 
 def _boxes_arithmetic(batch, extent_hw, lo_hw, hi_hw, generator, device):
