@@ -16,7 +16,7 @@ and prints a table plus a JSON file. Figures are ratios, never absolute speed cl
 
 Usage::
 
-    python benchmarks/bench_transforms.py [--device cpu|cuda] [--repeats 30] [--out results.json]
+    python benchmarks/bench_transforms.py [--device cpu|cuda] [--repeats 31] [--out results.json]
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def markdown(result) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=31)
     parser.add_argument("--out", default="benchmarks/results.json")
     parser.add_argument("--markdown", action="store_true", help="also print the tables as Markdown (for the README)")
     args = parser.parse_args(argv)

@@ -5,9 +5,11 @@ Two ideas keep these close to the speed of a plain copy:
 * Rearranging transforms (jigsaw, stitch) are a single ``index_select`` over contiguous *runs*
   of memory (a cell's row segment, a half row). The index is tiny next to the data, and
   ``index_select`` over runs of a few dozen elements or more streams like a copy.
-* Masking / blending transforms (cutout, cutmix, mixup) are one fused elementwise op whose
-  per-sample parameters broadcast as ``(B, 1, ..., 1)`` tensors, so the memory format of the
-  input is kept by TensorIterator.
+* Masking / blending transforms (cutout, cutmix, mixup) are one ``lerp`` whose per-sample
+  parameters broadcast: ``(B, 1, ..., 1)`` weights, or a box mask built from a row and a column
+  indicator. The two-image ones blend into the gathered partner batch in place, so a call
+  allocates one batch-sized tensor. On small images the cost is the number of ops, not the data,
+  so box indicators come from cached lookup tables.
 
 All functions take "planes": a contiguous ``(B, P, H, Wm)`` view of the input in which every
 sample is ``P`` planes of ``H`` rows and ``Wm = W * m`` elements, where ``m`` is 1 for
