@@ -159,9 +159,12 @@ class Cutout(_BoxTransform):
     name = "cutout"
 
     def apply(self, x, params, partner):
-        rows, cols = self._axes(x, params, _work_dtype(x))
+        work = _work_dtype(x)
+        rows, cols = self._axes(x, params, work)
         mask = rows * cols
-        mean = F.box_mean(x, mask, params["size"])
+        mean, scratch = F.box_mean(x, mask, params["size"])
+        if x.dtype == work and scratch.shape == x.shape:  # write the result over the scratch
+            return _keep_format(torch.lerp(x, mean, mask, out=scratch), x)
         if not x.dtype.is_floating_point:
             mean = mean.round()  # the fill a uint8 image can hold
         return _keep_format(F.select(x, mean, mask), x)

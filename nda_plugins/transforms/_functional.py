@@ -206,7 +206,7 @@ def _range_table(n: int, dtype) -> torch.Tensor:
     return ((coords >= start) & (coords < start + size)).to(dtype).view((n + 1) * (n + 1), n)
 
 
-def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (and per-frame) mean of ``x`` inside each sample's box.
 
     Args:
@@ -215,11 +215,14 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> torch.T
         size: ``(B, 2)`` box heights and widths.
 
     Returns:
-        ``x``'s leading shape with ``H, W`` reduced to ``1, 1``, in ``mask``'s dtype.
+        ``(mean, scratch)``: the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in
+        ``mask``'s dtype; and the x-sized ``x * mask`` it was summed from, which the caller may
+        reuse as an output buffer (a buffer that is already in cache costs less than a new one).
     """
     work = x if x.dtype == mask.dtype else x.to(mask.dtype)
-    summed = (work * mask).sum(dim=(-2, -1), keepdim=True)
-    return summed / size.prod(dim=1).view((x.shape[0],) + (1,) * (x.dim() - 1))
+    product = work * mask
+    area = size.prod(dim=1).view((x.shape[0],) + (1,) * (x.dim() - 1))
+    return product.sum(dim=(-2, -1), keepdim=True) / area, product
 
 
 def select(x: torch.Tensor, other: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
