@@ -307,6 +307,16 @@ def test_box_distribution_is_size_uniform_then_position_uniform(table, monkeypat
         assert (got - expected).abs().max() < 0.0025  # about 6 standard errors of the likeliest pair
 
 
+@pytest.mark.parametrize("u", [0.0, 1.0 - 2.0**-24], ids=["lowest", "highest"])
+def test_boxes_at_the_extreme_uniforms(u, monkeypatch):
+    """u = 1 - 2**-24 makes u + 1 round to 2.0 in float32; the box must still be a valid one."""
+    monkeypatch.setattr(S, "uniform", lambda shape, **_: torch.full(shape, u))
+    start, size = S.boxes(3, 12, 9, low=1 / 3, high=1 / 2, generator=None, device="cpu")
+    expected_size = [4, 3] if u == 0.0 else [6, 4]
+    expected_start = [0, 0] if u == 0.0 else [12 - 6, 9 - 4]
+    assert size.tolist() == [expected_size] * 3 and start.tolist() == [expected_start] * 3
+
+
 def test_partners_table_and_arithmetic_paths_agree(monkeypatch):
     """The cached-table lookup is only a faster way to the same partners from the same draws."""
     table = S.partners(37, generator=_gen("cpu", 5), device="cpu")

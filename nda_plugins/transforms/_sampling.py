@@ -158,13 +158,15 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
     def make():
         (ph, ch), (pw, cw) = _axis_boxes(height, h_lo, h_hi), _axis_boxes(width, w_lo, w_hi)
         # One increasing sequence for both axes: the width axis's cdf is shifted by 1 and is
-        # searched with u + 1, so a single searchsorted returns indices into both tables.
-        return torch.cat([ph, pw]), torch.cat([ch, cw + 1.0]).float(), torch.tensor([0.0, 1.0])
+        # searched with u + 1, so a single searchsorted returns indices into both tables. The
+        # last value is +inf rather than 2: u + 1 can round up to exactly 2.0 in float32.
+        cdf = torch.cat([ch, cw + 1.0]).float()
+        cdf[-1] = float("inf")
+        return torch.cat([ph, pw]), cdf, torch.tensor([0.0, 1.0])
 
     pairs_table, cdf, shift = _cached(key, device, make)
     u = uniform((batch, 2), generator=generator, device=device) + shift
-    # The clamp is needed: u + 1 can round up to exactly 2.0 (the last cdf value) in float32.
-    pick = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.numel() - 1)
+    pick = torch.searchsorted(cdf, u, right=True)
     start, size = pairs_table.index_select(0, pick.view(-1)).view(batch, 2, 2).unbind(2)
     return start, size
 
