@@ -163,7 +163,7 @@ class Cutout(_BoxTransform):
         rows, cols = self._axes(x, params, work)
         mask = rows * cols
         mean, scratch = F.box_mean(x, mask, params["size"])
-        if x.dtype == work and scratch.shape == x.shape:  # write the result over the scratch
+        if x.dtype == work:  # write the result over the x-sized scratch: no new batch buffer
             return _keep_format(torch.lerp(x, mean, mask, out=scratch), x)
         if not x.dtype.is_floating_point:
             mean = mean.round()  # the fill a uint8 image can hold

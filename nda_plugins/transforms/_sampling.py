@@ -33,11 +33,6 @@ def arange(n: int, device) -> torch.Tensor:
 _cache: dict = {}
 
 
-def constant(value: float, dtype, device) -> torch.Tensor:
-    """A cached 0-dim tensor holding ``value`` (read-only: never modify it)."""
-    return _cached(("constant", value, dtype), device, lambda: torch.tensor(value, dtype=dtype))
-
-
 def _cached(key, device, make):
     """Small per-device cache of constant tensors or tuples of them (bounded; cleared when full)."""
     full_key = (key, str(torch.device(device)))
@@ -132,7 +127,7 @@ def _axis_boxes(n: int, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(pairs, dtype=torch.long), cdf
 
 
-_BOX_TABLE_MAX_PAIRS = 1 << 18  # beyond this many (start, size) pairs per axis, sample arithmetically
+_BOX_TABLE_MAX_PAIRS = 1 << 18  # beyond this many (start, size) pairs (both axes), sample arithmetically
 
 
 def boxes(batch: int, height: int, width: int, *, low: float, high: float, generator, device):
