@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,31 @@ def run_py(args, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     return proc
+
+
+def run_training(checkout: Path, data: Path, outdir: Path, options: dict) -> tuple[Path, str, list[str]]:
+    """Train with ``sg2_driver.py`` in ``checkout``; check it exits 0 and logs at least 3 ticks.
+
+    Returns:
+        ``(run_dir, stdout, tick_lines)``.
+    """
+    proc = run_py([str(HERE / "sg2_driver.py"), str(data), str(outdir), json.dumps(options)], cwd=checkout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ticks = [line for line in proc.stdout.splitlines() if line.startswith("tick ")]
+    assert len(ticks) >= 3, proc.stdout[-3000:]
+    return Path(re.search(r"^RUN_DIR (.+)$", proc.stdout, re.M).group(1)), proc.stdout, ticks
+
+
+def assert_reverted(name: str, checkout: Path, before: dict) -> None:
+    """Revert series ``name``: every patched file has its pinned hash again, and a git tree is clean."""
+    from nda_plugins import _patching
+
+    assert "reverted" in _patching.revert(name, checkout)
+    assert {rel: _patching.sha256(checkout / rel) for rel in before} == before
+    if (checkout / ".git").exists():
+        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=checkout,
+                            capture_output=True, text=True, check=True)
+        assert st.stdout == ""
 
 
 def snapshot_state(checkout: Path, pkl: Path) -> dict:

@@ -8,15 +8,13 @@ Needs ``NDA_UPSTREAM_INSGEN`` = a checkout of genforce/insgen (pinned 52bda7c).
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from nda_plugins import _patching
 
-from .conftest import HERE, copy_checkout, run_py, snapshot_state, tiny_dataset, upstream_checkout
+from .conftest import assert_reverted, copy_checkout, run_training, snapshot_state, tiny_dataset, upstream_checkout
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,11 +24,9 @@ TRAIN = {"nda": "jigsaw", "anda": True, "anda_target": -0.99, "anda_kimg": 0.1,
 
 
 def train(checkout: Path, data: Path, outdir: Path, **kw):
-    proc = run_py([str(HERE / "sg2_driver.py"), str(data), str(outdir), json.dumps(dict(TRAIN, **kw))], cwd=checkout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ticks = [l for l in proc.stdout.splitlines() if l.startswith("tick ")]
-    assert len(ticks) >= 3 and all("anda_alpha" in t for t in ticks), proc.stdout[-3000:]
-    return Path(re.search(r"^RUN_DIR (.+)$", proc.stdout, re.M).group(1)), proc.stdout
+    run_dir, stdout, ticks = run_training(checkout, data, outdir, dict(TRAIN, **kw))
+    assert all("anda_alpha" in t for t in ticks), stdout[-3000:]
+    return run_dir, stdout
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +58,4 @@ def test_apply_train_resume_revert(checkout, tmp_path):
     s2 = snapshot_state(checkout, run2 / "network-snapshot-000000.pkl")
     assert s2["step"] == 16 and s2["alpha"] == pytest.approx(0.64) and s2["ada_p"] == pytest.approx(0.64, abs=1e-6)
 
-    assert "reverted" in _patching.revert(NAME, checkout)
-    assert {rel: _patching.sha256(checkout / rel) for rel in before} == before
-    if (checkout / ".git").exists():
-        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=checkout,
-                            capture_output=True, text=True, check=True)
-        assert st.stdout == ""
+    assert_reverted(NAME, checkout, before)

@@ -8,7 +8,6 @@ Needs ``NDA_UPSTREAM_STYLEGAN2_ADA`` = a checkout of NVlabs/stylegan2-ada-pytorc
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from nda_plugins import _patching
 
-from .conftest import HERE, copy_checkout, run_py, snapshot_state, tiny_dataset, tiny_dataset_dir, upstream_checkout
+from .conftest import assert_reverted, copy_checkout, run_py, run_training, snapshot_state, tiny_dataset, tiny_dataset_dir, upstream_checkout
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,13 +26,9 @@ TRAIN = {"nda": "jigsaw", "anda": True, "anda_target": -0.99, "anda_kimg": 0.1,
 
 
 def train(checkout: Path, data: Path, outdir: Path, **kw) -> Path:
-    proc = run_py([str(HERE / "sg2_driver.py"), str(data), str(outdir), json.dumps(dict(TRAIN, **kw))], cwd=checkout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ticks = [l for l in proc.stdout.splitlines() if l.startswith("tick ")]
-    assert len(ticks) >= 3, proc.stdout[-3000:]
+    run_dir, stdout, ticks = run_training(checkout, data, outdir, dict(TRAIN, **kw))
     assert all("nda_w" in t and ("anda_alpha" in t) == bool(dict(TRAIN, **kw)["anda"]) for t in ticks)
-    run_dir = Path(re.search(r"^RUN_DIR (.+)$", proc.stdout, re.M).group(1))
-    return run_dir, proc.stdout
+    return run_dir, stdout
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +104,4 @@ def test_apply_train_resume_revert(checkout, tmp_path):
     assert json.loads((run3 / "training_options.json").read_text())["training_set_kwargs"]["use_labels"] is True
 
     # Revert: the tree is pristine again.
-    assert "reverted" in _patching.revert(NAME, checkout)
-    assert {rel: _patching.sha256(checkout / rel) for rel in before} == before
-    if (checkout / ".git").exists():
-        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=checkout,
-                            capture_output=True, text=True, check=True)
-        assert st.stdout == ""
+    assert_reverted(NAME, checkout, before)
