@@ -167,9 +167,11 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
 
 
 def _boxes_arithmetic(batch, extent_hw, lo_hw, hi_hw, generator, device):
-    lo = torch.tensor(lo_hw, dtype=torch.float32, device=device)
-    span = torch.tensor(hi_hw, dtype=torch.float32, device=device) - lo + 1
-    extent = torch.tensor(extent_hw, dtype=torch.float32, device=device) + 1
+    def make():  # (lo, span, extent) per axis, cached so a call copies nothing to the device
+        lo = torch.tensor(lo_hw, dtype=torch.float32)
+        return lo, torch.tensor(hi_hw, dtype=torch.float32) - lo + 1, torch.tensor(extent_hw, dtype=torch.float32) + 1
+
+    lo, span, extent = _cached(("box_bounds", extent_hw, lo_hw, hi_hw), device, make)
     u = uniform((2, batch, 2), generator=generator, device=device)
     # floor(u * n) <= n - 1 for every float32 u < 1 and integer n < 2**24: u * n is at most
     # n * (1 - 2**-24), which rounds to a float below n. Sizes stay exact integers in float32.
