@@ -240,6 +240,42 @@ class TestCutout:
         expected[0, 0, 1:3, 0:3] = torch.tensor([4.0, 5, 6, 8, 9, 10]).mean()
         assert torch.equal(y, expected)
 
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+    @pytest.mark.parametrize(
+        "shape, memory_format",
+        [
+            ((5, 3, 70, 90), torch.contiguous_format),  # large: the box-rows mean
+            ((5, 3, 70, 90), torch.channels_last),
+            ((3, 3, 4, 80, 66), torch.contiguous_format),
+            ((3, 3, 4, 80, 66), torch.channels_last_3d),
+            ((4, 2, 12, 10), torch.contiguous_format),  # small: the masked-sum mean
+            ((4, 2, 3, 12, 10), torch.channels_last_3d),
+        ],
+        ids=str,
+    )
+    def test_mean_fill_matches_a_per_sample_reference(self, shape, memory_format, dtype):
+        x = _batch(shape, dtype).contiguous(memory_format=memory_format)
+        t = T.build("cutout")
+        y = t(x, generator=_gen("cpu"))
+        expected = x.clone()
+        for i in range(shape[0]):  # the obvious per-sample reference
+            (top, left), (h, w) = t.last_params["start"][i].tolist(), t.last_params["size"][i].tolist()
+            box = (i, Ellipsis, slice(top, top + h), slice(left, left + w))
+            expected[box] = x[box].mean(dim=(-2, -1), keepdim=True)
+        torch.testing.assert_close(y, expected, rtol=0, atol=4 * torch.finfo(dtype).eps)
+        assert y.is_contiguous(memory_format=memory_format)
+
+    def test_box_rows_mean_equals_masked_mean(self, monkeypatch):
+        """Small images too can take the box-rows path; both means agree on the same boxes."""
+        from nda_plugins.transforms import _functional as F
+
+        x = _batch((6, 3, 5, 9, 14))
+        t = T.build("cutout")
+        small_path = t(x, generator=_gen("cpu"))
+        monkeypatch.setattr(F, "_BOX_TABLE_MAX_SIDE", 0)
+        rows_path = t(x, params=t.last_params)
+        torch.testing.assert_close(rows_path, small_path, rtol=0, atol=1e-6)
+
     def test_uint8_mean_is_rounded(self):
         x = torch.tensor([[[[0, 1], [0, 0]]]], dtype=torch.uint8)
         params = {"start": torch.tensor([[0, 0]]), "size": torch.tensor([[1, 2]])}
@@ -451,8 +487,8 @@ def test_build_passes_callables_through():
 @pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile on CPU needs a C compiler")
 def test_apply_compiles_without_graph_breaks():
     """The deterministic half of every built-in transform traces as one graph (fullgraph=True)."""
-    x = _batch((4, 3, 16, 16))
-    for name in ["jigsaw", "stitch", "cutout", "cutmix", "mixup", "noise"]:
+    small, large = _batch((4, 3, 16, 16)), _batch((2, 3, 80, 80))  # large: cutout's box-rows mean
+    for name, x in [(n, small) for n in ["jigsaw", "stitch", "cutout", "cutmix", "mixup", "noise"]] + [("cutout", large)]:
         t = _make(name, x)
         t(x, generator=_gen("cpu"))
         compiled = torch.compile(lambda x, p, t=t: t.apply(x, p, None), fullgraph=True)

@@ -162,6 +162,11 @@ class Cutout(_BoxTransform):
         work = _work_dtype(x)
         rows, cols = self._axes(x, params, work)
         mask = rows * cols
+        if x.dtype == work and max(x.shape[-2:]) > F._BOX_TABLE_MAX_SIDE:
+            # Large images: the mean from the box rows alone, so the blend is the only pass
+            # over the whole batch.
+            mean = F.box_mean_from_rows(x, params["start"], params["size"], cols)
+            return _keep_format(torch.lerp(x, mean, mask), x)
         mean, scratch = F.box_mean(x, mask, params["size"])
         if x.dtype == work:  # write the result over the x-sized scratch: no new batch buffer
             return _keep_format(torch.lerp(x, mean, mask, out=scratch), x)

@@ -225,6 +225,44 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> tuple[t
     return product.sum(dim=(-2, -1), keepdim=True) / area, product
 
 
+def box_mean_from_rows(x: torch.Tensor, start: torch.Tensor, size: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """The same mean as :func:`box_mean`, reading only the rows each box covers.
+
+    For large images, where :func:`box_mean`'s ``x * mask`` product (a batch-sized write and
+    read) costs more than the blend that uses the mean. Every plane's box rows are summed with
+    one ``embedding_bag`` (a weighted sum of selected rows): bag ``(b, plane)`` lists ``H``
+    rows, the box's own rows with weight 1, then its last row again with weight 0 (already in
+    cache, so it costs compute, not memory traffic); the fixed bag length keeps shapes static.
+    The columns are then a dot product with the column indicator.
+
+    Args:
+        x: the batch, ``float32`` or ``float64``.
+        start, size: ``(B, 2)`` boxes, as from :func:`~._sampling.boxes`.
+        cols: the column indicator from :func:`box_axes`, in ``x``'s dtype.
+
+    Returns:
+        The mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``.
+    """
+    planes, m, _ = to_planes(x)
+    b, p, h, wm = planes.shape
+    w = wm // m
+    device = planes.device
+    height = size[:, :1]
+    offsets = S.arange(h, device)
+    rows = torch.minimum(offsets, height - 1).add_(start[:, :1])  # (B, H) row of each bag entry
+    weight = (offsets < height).to(x.dtype).unsqueeze(1).expand(b, p, h).reshape(b * p, h)
+    first_row = S._cached(("plane_rows", b * p, h), device, lambda: torch.arange(0, b * p * h, h).view(b, p, 1))
+    index = (first_row + rows.unsqueeze(1)).view(b * p, h)
+    sums = torch.nn.functional.embedding_bag(
+        index, planes.view(-1, wm), mode="sum", per_sample_weights=weight
+    )  # (B * P, W * m): each plane's box rows, summed
+    sums = (sums.view(b, p, w, m) * cols.reshape(b, 1, w, 1)).sum(dim=2)  # (B, P, m)
+    mean = sums / size.prod(dim=1).view(b, 1, 1)
+    if m > 1:  # channels-last planes hold (frames, channels); x's order is (channels, frames)
+        mean = mean.transpose(1, 2)
+    return mean.reshape(x.shape[:-2] + (1, 1))
+
+
 def select(x: torch.Tensor, other: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``other`` where ``weights`` is 1, ``x`` where it is 0 (weights broadcast).
 
