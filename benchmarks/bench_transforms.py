@@ -6,17 +6,21 @@ For each shape and device it times, interleaved and repeated:
 * every nda-plugins transform;
 * the obvious per-sample Python loop for the same op (defined below);
 * kornia's equivalent op where it has one (RandomJigsaw, RandomCutMixV2, RandomMixUpV2,
-  RandomErasing for cutout), if kornia is installed.
+  RandomErasing for cutout), if kornia is installed;
+* with ``--compiled``, every transform again after ``t.compile()`` (its deterministic half
+  through ``torch.compile``; compiling takes a few seconds per transform and shape).
 
 and prints a table plus a JSON file. Figures are ratios, never absolute speed claims:
 
 * ``vs clone``   = time(clone) / time(op)          (throughput relative to a copy; higher is better)
 * ``x index_sel`` = time(op) / time(index_select)   (latency relative to a gather; lower is better)
-* ``loop/ours``, ``kornia/ours`` = how many times slower the alternative is.
+* ``loop/ours``, ``kornia/ours`` = how many times slower the alternative is;
+* ``compiled vs clone`` = time(clone) / time(compiled op).
 
 Usage::
 
     python benchmarks/bench_transforms.py [--device cpu|cuda] [--repeats 31] [--out results.json]
+                                          [--compiled] [--markdown]
 """
 
 from __future__ import annotations
@@ -143,7 +147,7 @@ def _timer(device):
     return run
 
 
-def bench_shape(label, shape, device, repeats, inner, slow_inner):
+def bench_shape(label, shape, device, repeats, inner, slow_inner, compiled=False):
     x = torch.rand(shape, device=device)
     perm = torch.randperm(shape[0], device=device)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -151,6 +155,9 @@ def bench_shape(label, shape, device, repeats, inner, slow_inner):
     for name in OURS:
         t = T.build(name)
         ops[name] = ((lambda t=t: t(x, generator=gen)), inner)
+        if compiled:
+            c = T.build(name).compile()
+            ops[f"compiled:{name}"] = ((lambda c=c: c(x, generator=gen)), inner)
     for name, fn in LOOPS.items():
         ops[f"loop:{name}"] = ((lambda fn=fn: fn(x)), slow_inner)
     for name, mod in kornia_ops().items():
@@ -158,7 +165,7 @@ def bench_shape(label, shape, device, repeats, inner, slow_inner):
 
     run = _timer(device)
     samples = {k: [] for k in ops}
-    for fn, reps in ops.values():  # warm-up
+    for fn, reps in ops.values():  # warm-up (and compilation)
         run(fn, 1)
     for _ in range(repeats):  # interleaved, so drift in machine load hits every op alike
         for key, (fn, reps) in ops.items():
@@ -174,6 +181,7 @@ def bench_shape(label, shape, device, repeats, inner, slow_inner):
             "kornia_over_ours": (med[f"kornia:{name}"] / med[name]) if f"kornia:{name}" in med else None,
             "kornia_vs_clone": (med["clone"] / med[f"kornia:{name}"]) if f"kornia:{name}" in med else None,
             "loop_vs_clone": med["clone"] / med[f"loop:{name}"],
+            "compiled_vs_clone": (med["clone"] / med[f"compiled:{name}"]) if compiled else None,
         }
         rows.append(row)
     return {"case": label, "shape": list(shape), "device": str(device), "median_seconds": med, "rows": rows}
@@ -188,11 +196,11 @@ def print_table(result):
           f"(clone {result['median_seconds']['clone'] * 1e6:.0f} us, "
           f"index_select {result['median_seconds']['index_select'] * 1e6:.0f} us)")
     print(f"{'transform':<10}{'vs clone':>10}{'x index_sel':>13}{'loop/ours':>11}{'kornia/ours':>13}"
-          f"{'kornia vs clone':>17}{'loop vs clone':>15}")
+          f"{'kornia vs clone':>17}{'loop vs clone':>15}{'compiled vs clone':>19}")
     for r in result["rows"]:
         print(f"{r['transform']:<10}{r['vs_clone']:>10.2f}{r['x_index_select']:>13.2f}{r['loop_over_ours']:>11.1f}"
               f"{_fmt(r['kornia_over_ours'], '.1f'):>13}{_fmt(r['kornia_vs_clone'], '.3f'):>17}"
-              f"{r['loop_vs_clone']:>15.3f}")
+              f"{r['loop_vs_clone']:>15.3f}{_fmt(r['compiled_vs_clone'], '.2f'):>19}")
 
 
 KORNIA_NAMES = {"jigsaw": "RandomJigsaw", "cutmix": "RandomCutMixV2", "mixup": "RandomMixUpV2", "cutout": "RandomErasing"}
@@ -202,18 +210,20 @@ def markdown(result) -> str:
     """The README's table for one case."""
     med = result["median_seconds"]
     small = result["case"] == "latency-bound"
+    compiled = result["rows"][0]["compiled_vs_clone"] is not None
     lines = [
         f"**{result['case']}** `{tuple(result['shape'])}` float32 on {result['device']} "
         f"(`x.clone()` {med['clone'] * 1e6:.0f} µs, `x.index_select(0, perm)` {med['index_select'] * 1e6:.0f} µs)",
         "",
         "| transform | throughput vs `clone`" + ("" if small else " (target ≥ 0.5)") + " | time vs `index_select`"
         + (" (target ≤ 6)" if small else "") + " | per-sample loop is × slower | kornia is × slower"
-        + (" (target ≥ 10)" if small else "") + " |",
-        "| --- | --- | --- | --- | --- |",
+        + (" (target ≥ 10)" if small else "") + " |" + (" `t.compile()`: throughput vs `clone` |" if compiled else ""),
+        "| --- | --- | --- | --- | --- |" + (" --- |" if compiled else ""),
     ]
     for r in result["rows"]:
         k = "–" if r["kornia_over_ours"] is None else f"{r['kornia_over_ours']:.1f} ({KORNIA_NAMES[r['transform']]})"
-        lines.append(f"| {r['transform']} | {r['vs_clone']:.2f} | {r['x_index_select']:.1f} | {r['loop_over_ours']:.1f} | {k} |")
+        lines.append(f"| {r['transform']} | {r['vs_clone']:.2f} | {r['x_index_select']:.1f} | {r['loop_over_ours']:.1f} | {k} |"
+                     + (f" {r['compiled_vs_clone']:.2f} |" if compiled else ""))
     return "\n".join(lines)
 
 
@@ -223,6 +233,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=31)
     parser.add_argument("--out", default="benchmarks/results.json")
     parser.add_argument("--markdown", action="store_true", help="also print the tables as Markdown (for the README)")
+    parser.add_argument("--compiled", action="store_true", help="also time every transform after t.compile()")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     meta = {
@@ -236,7 +247,7 @@ def main(argv=None):
     results = []
     for label, shape in SHAPES.items():
         inner = 3 if label == "memory-bound" else 20
-        result = bench_shape(label, shape, device, args.repeats, inner, 1)
+        result = bench_shape(label, shape, device, args.repeats, inner, 1, compiled=args.compiled)
         print_table(result)
         results.append(result)
     with open(args.out, "w") as f:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_transforms.py"
@@ -25,7 +27,7 @@ def test_bench_shape_and_markdown(tmp_path, monkeypatch):
     assert [r["transform"] for r in result["rows"]] == bench.OURS
     for row in result["rows"]:
         assert row["vs_clone"] > 0 and row["x_index_select"] > 0 and row["loop_over_ours"] > 0
-        assert row["kornia_over_ours"] is None
+        assert row["kornia_over_ours"] is None and row["compiled_vs_clone"] is None
     table = bench.markdown(result)
     assert table.count("\n| ") == len(bench.OURS) + 2  # header, rule, one row each and "(target ≤ 6)" in table
     json.dumps(result)  # the JSON file must be writable
@@ -37,3 +39,15 @@ def test_per_sample_loops_make_negatives():
     for name, loop in bench.LOOPS.items():
         y = loop(x)
         assert y.shape == x.shape and not torch.equal(y, x), name
+
+
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile on CPU needs a C compiler")
+def test_bench_compiled_column(monkeypatch):
+    bench = _load()
+    monkeypatch.setattr(bench, "kornia_ops", lambda: {})
+    monkeypatch.setattr(bench, "OURS", ["cutmix", "mixup"])
+    result = bench.bench_shape("memory-bound", (4, 3, 8, 8), torch.device("cpu"), repeats=1, inner=1, slow_inner=1, compiled=True)
+    assert "compiled:cutmix" in result["median_seconds"]
+    assert all(row["compiled_vs_clone"] > 0 for row in result["rows"])
+    header = bench.markdown(result).splitlines()[2]
+    assert header.endswith("`t.compile()`: throughput vs `clone` |")

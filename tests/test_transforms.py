@@ -485,11 +485,26 @@ def test_build_passes_callables_through():
 
 
 @pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile on CPU needs a C compiler")
-def test_apply_compiles_without_graph_breaks():
-    """The deterministic half of every built-in transform traces as one graph (fullgraph=True)."""
+def test_compile_traces_apply_as_one_graph_and_matches_eager():
+    """``t.compile()``: the deterministic half of every built-in transform traces as one graph
+    (fullgraph=True), draws the same parameters and gives the eager output."""
     small, large = _batch((4, 3, 16, 16)), _batch((2, 3, 80, 80))  # large: cutout's box-rows mean
-    for name, x in [(n, small) for n in ["jigsaw", "stitch", "cutout", "cutmix", "mixup", "noise"]] + [("cutout", large)]:
-        t = _make(name, x)
-        t(x, generator=_gen("cpu"))
-        compiled = torch.compile(lambda x, p, t=t: t.apply(x, p, None), fullgraph=True)
-        torch.testing.assert_close(compiled(x, t.last_params), t.apply(x, t.last_params, None))
+    cases = [(n, small) for n in ["jigsaw", "stitch", "cutout", "cutmix", "mixup", "noise"]] + [("cutout", large)]
+    from torch._inductor.compile_fx import compile_fx
+
+    traced = []
+
+    def inductor_counting_graphs(graph, example_inputs):
+        traced.append(graph)
+        return compile_fx(graph, example_inputs)
+
+    for name, x in cases:
+        eager = _make(name, x)
+        compiled = _make(name, x).compile(fullgraph=True, backend=inductor_counting_graphs)
+        before = len(traced)
+        got = compiled(x, generator=_gen("cpu"))
+        assert len(traced) == before + 1, f"{name}: the call did not go through torch.compile"
+        torch.testing.assert_close(got, eager(x, generator=_gen("cpu")))
+        for key, value in eager.last_params.items():
+            assert torch.equal(compiled.last_params[key], value), f"{name}: {key} drawn differently"
+        assert torch.equal(compiled(x, generator=_gen("cpu")), got), f"{name}: compiled output not reproducible"

@@ -69,6 +69,27 @@ class NegativeTransform:
 
     def __init__(self) -> None:
         self.last_params: dict[str, torch.Tensor] | None = None
+        self._compiled_apply = None
+
+    def compile(self, **options: Any) -> "NegativeTransform":
+        """Run :meth:`apply` through ``torch.compile`` from now on; returns ``self``.
+
+        Only the deterministic half is compiled: parameters are still drawn eagerly from the
+        generator, so the same generator state gives the same parameters as without
+        ``compile()``, and the output matches the eager one up to the rounding of fused
+        arithmetic (bit for bit where the op only selects or moves values). Worth it for the
+        blends (cutmix, mixup) on large batches, where eager PyTorch makes one pass over the
+        data per op and a compiled kernel one in all; on small batches the guard checks cost
+        more than they save. See the benchmark's ``--compiled`` column.
+
+        Each new input shape, dtype or memory format compiles once more (``dynamic=False`` by
+        default). On CPU ``torch.compile`` needs a C++ compiler, on CUDA Triton.
+
+        Args:
+            **options: passed to ``torch.compile`` (e.g. ``mode="max-autotune"``).
+        """
+        self._compiled_apply = torch.compile(self.apply, **{"dynamic": False, **options})
+        return self
 
     # -- to implement ---------------------------------------------------------------------
     def sample(
@@ -119,7 +140,9 @@ class NegativeTransform:
         if params is None:
             params = self.sample(x, generator, external_partner=partner is not None)
         self.last_params = params
-        return self.apply(x, params, partner)
+        # getattr: a third-party subclass may not call NegativeTransform.__init__
+        compiled = getattr(self, "_compiled_apply", None)
+        return (compiled or self.apply)(x, params, partner)
 
     def extra_repr(self) -> str:
         return ""
