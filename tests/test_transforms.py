@@ -489,7 +489,8 @@ def test_compile_traces_apply_as_one_graph_and_matches_eager():
     """``t.compile()``: the deterministic half of every built-in transform traces as one graph
     (fullgraph=True), draws the same parameters and gives the eager output."""
     small, large = _batch((4, 3, 16, 16)), _batch((2, 3, 80, 80))  # large: cutout's box-rows mean
-    cases = [(n, small) for n in ["jigsaw", "stitch", "cutout", "cutmix", "mixup", "noise"]] + [("cutout", large)]
+    builtin = ["jigsaw", "stitch", "cutout", "cutmix", "mixup", "noise", "source"]
+    cases = [(n, small) for n in builtin] + [("cutout", large)]
     from torch._inductor.compile_fx import compile_fx
 
     traced = []
@@ -508,3 +509,22 @@ def test_compile_traces_apply_as_one_graph_and_matches_eager():
         for key, value in eager.last_params.items():
             assert torch.equal(compiled.last_params[key], value), f"{name}: {key} drawn differently"
         assert torch.equal(compiled(x, generator=_gen("cpu")), got), f"{name}: compiled output not reproducible"
+
+
+def test_subclass_that_skips_the_base_init_still_works():
+    """Third-party transforms may not call ``NegativeTransform.__init__``."""
+
+    class Flip(T.NegativeTransform):
+        name = "flip"
+
+        def __init__(self):  # no super().__init__()
+            pass
+
+        def sample(self, x, generator, *, external_partner=False):
+            return {}
+
+        def apply(self, x, params, partner):
+            return x.flip(-1)
+
+    x = _batch((2, 3, 4, 4))
+    assert torch.equal(Flip()(x), x.flip(-1))
