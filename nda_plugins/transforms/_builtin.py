@@ -167,7 +167,7 @@ class Cutout(_BoxTransform):
             # over the whole batch.
             mean = F.box_mean_from_rows(x, params["start"], params["size"], cols)
             return _keep_format(torch.lerp(x, mean, mask), x)
-        mean, scratch = F.box_mean(x, mask, params["size"])
+        mean, scratch = F.box_mean(x, mask)
         if x.dtype == work:  # write the result over the x-sized scratch: no new batch buffer
             return _keep_format(torch.lerp(x, mean, mask, out=scratch), x)
         if not x.dtype.is_floating_point:

@@ -206,13 +206,12 @@ def _range_table(n: int, dtype) -> torch.Tensor:
     return ((coords >= start) & (coords < start + size)).to(dtype).view((n + 1) * (n + 1), n)
 
 
-def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (and per-frame) mean of ``x`` inside each sample's box.
 
     Args:
         x: the batch.
         mask: :func:`box_weights` (0/1) in the float dtype to compute in.
-        size: ``(B, 2)`` box heights and widths.
 
     Returns:
         ``(mean, scratch)``: the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in
@@ -221,8 +220,10 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> tuple[t
     """
     work = x if x.dtype == mask.dtype else x.to(mask.dtype)
     product = work * mask
-    area = size.prod(dim=1).view((x.shape[0],) + (1,) * (x.dim() - 1))
-    return product.sum(dim=(-2, -1), keepdim=True) / area, product
+    # The box area as the mask's sum: exact (a count below 2**24), already a float of the right
+    # shape, and on small batches one op instead of a product, a reshape and a type promotion.
+    area = mask.sum(dim=(-2, -1), keepdim=True)
+    return product.sum(dim=(-2, -1), keepdim=True).div_(area), product
 
 
 def box_mean_from_rows(x: torch.Tensor, start: torch.Tensor, size: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

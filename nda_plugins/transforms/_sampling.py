@@ -7,6 +7,7 @@ the device.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -34,8 +35,12 @@ _cache: dict = {}
 
 
 def _cached(key, device, make):
-    """Small per-device cache of constant tensors or tuples of them (bounded; cleared when full)."""
-    full_key = (key, str(torch.device(device)))
+    """Small per-device cache of constant tensors or tuples of them (bounded; cleared when full).
+
+    Keyed on ``device`` as given (no normalisation: a lookup is on every transform's hot path),
+    so ``"cpu"`` and ``torch.device("cpu")`` may hold a copy each.
+    """
+    full_key = (key, device)
     value = _cache.get(full_key)
     if value is None:
         if len(_cache) > 256:
@@ -137,18 +142,16 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
     where the image allows); the position is uniform over the places where the box fits.
 
     Both axes are drawn with one ``rand``, one ``searchsorted`` into a cached table of every
-    (start, size) pair and its cumulative probability, and one lookup: four ops whatever the
-    image size (very large images fall back to arithmetic on uniforms, same distribution).
+    (start, size) pair and its cumulative probability, and a lookup of the starts and the sizes:
+    five ops whatever the image size (very large images fall back to arithmetic on uniforms,
+    same distribution).
 
     Returns:
         ``(start, size)``: ``(batch, 2)`` long tensors, ``(top, left)`` and ``(height, width)``.
     """
-    (h_lo, h_hi), (w_lo, w_hi) = _box_sides(height, low, high), _box_sides(width, low, high)
-    pairs = (h_hi - h_lo + 1) * height + (w_hi - w_lo + 1) * width
-    if pairs > _BOX_TABLE_MAX_PAIRS:
+    h_lo, h_hi, w_lo, w_hi, n_pairs = _box_bounds(height, width, low, high)
+    if n_pairs > _BOX_TABLE_MAX_PAIRS:
         return _boxes_arithmetic(batch, (height, width), (h_lo, w_lo), (h_hi, w_hi), generator, device)
-
-    key = ("box_pairs", height, width, h_lo, h_hi, w_lo, w_hi)
 
     def make():
         (ph, ch), (pw, cw) = _axis_boxes(height, h_lo, h_hi), _axis_boxes(width, w_lo, w_hi)
@@ -157,13 +160,20 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
         # last value is +inf rather than 2: u + 1 can round up to exactly 2.0 in float32.
         cdf = torch.cat([ch, cw + 1.0]).float()
         cdf[-1] = float("inf")
-        return torch.cat([ph, pw]), cdf, torch.tensor([0.0, 1.0])
+        pairs = torch.cat([ph, pw])
+        return pairs[:, 0].contiguous(), pairs[:, 1].contiguous(), cdf, torch.tensor([0.0, 1.0])
 
-    pairs_table, cdf, shift = _cached(key, device, make)
-    u = uniform((batch, 2), generator=generator, device=device) + shift
-    pick = torch.searchsorted(cdf, u, right=True)
-    start, size = pairs_table.index_select(0, pick.view(-1)).view(batch, 2, 2).unbind(2)
-    return start, size
+    starts, sizes, cdf, shift = _cached(("box_pairs", height, width, h_lo, h_hi, w_lo, w_hi), device, make)
+    u = uniform((batch, 2), generator=generator, device=device).add_(shift)
+    pick = torch.searchsorted(cdf, u, right=True)  # (batch, 2): row-axis pair, column-axis pair
+    return starts.take(pick), sizes.take(pick)
+
+
+@functools.lru_cache(maxsize=256)
+def _box_bounds(height: int, width: int, low: float, high: float) -> tuple[int, int, int, int, int]:
+    """Side ranges of both axes and how many (start, size) pairs they have, in all."""
+    (h_lo, h_hi), (w_lo, w_hi) = _box_sides(height, low, high), _box_sides(width, low, high)
+    return h_lo, h_hi, w_lo, w_hi, (h_hi - h_lo + 1) * height + (w_hi - w_lo + 1) * width
 
 
 def _boxes_arithmetic(batch, extent_hw, lo_hw, hi_hw, generator, device):
