@@ -528,3 +528,17 @@ def test_subclass_that_skips_the_base_init_still_works():
 
     x = _batch((2, 3, 4, 4))
     assert torch.equal(Flip()(x), x.flip(-1))
+
+
+def test_compiled_transform_pickles_and_compiles_again_where_loaded():
+    import copy
+    import pickle
+
+    x = _batch((4, 3, 8, 8))
+    plain = pickle.loads(pickle.dumps(T.build("cutmix", low=0.25)))
+    assert plain._compiled_apply is None and plain.low == 0.25
+    assert torch.equal(plain(x, generator=_gen("cpu")), T.build("cutmix", low=0.25)(x, generator=_gen("cpu")))
+    compiled = T.build("cutmix", low=0.25).compile(mode="reduce-overhead")
+    for loaded in (pickle.loads(pickle.dumps(compiled)), copy.deepcopy(compiled)):
+        assert loaded.low == 0.25 and loaded._compiled_apply is not None
+        assert loaded._compile_options == {"dynamic": False, "mode": "reduce-overhead"}

@@ -69,6 +69,7 @@ class NegativeTransform:
 
     def __init__(self) -> None:
         self.last_params: dict[str, torch.Tensor] | None = None
+        self._compile_options: dict[str, Any] | None = None
         self._compiled_apply = None
 
     def compile(self, **options: Any) -> "NegativeTransform":
@@ -85,11 +86,25 @@ class NegativeTransform:
         Each new input shape, dtype or memory format compiles once more (``dynamic=False`` by
         default). On CPU ``torch.compile`` needs a C++ compiler, on CUDA Triton.
 
+        A compiled transform pickles (e.g. into DataLoader workers or spawned processes) by its
+        options and compiles again where it is loaded.
+
         Args:
             **options: passed to ``torch.compile`` (e.g. ``mode="max-autotune"``).
         """
-        self._compiled_apply = torch.compile(self.apply, **{"dynamic": False, **options})
+        self._compile_options = {"dynamic": False, **options}
+        self._compiled_apply = torch.compile(self.apply, **self._compile_options)
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_compiled_apply", None)  # a compiled function does not pickle
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        options = state.get("_compile_options")
+        self._compiled_apply = None if options is None else torch.compile(self.apply, **options)
 
     # -- to implement ---------------------------------------------------------------------
     def sample(
