@@ -8,11 +8,13 @@ A series lives in ``nda_plugins/patches/<name>/``: ``git format-patch`` files, a
 
 A checkout is identified by the SHA-256 of the files the series touches (so a tarball without
 ``.git`` works too); for a git checkout the commit is reported beside it. Applying is staged:
-the touched files are copied to a temporary folder, every patch is checked and applied there
-with ``git apply`` in order, the result is verified against the recorded hashes, and only then
-are the files replaced in the checkout (each with ``os.replace``; all restored if one fails). A
-failed apply therefore leaves the tree as it was. Revert runs the same in reverse with
-``git apply -R``.
+the touched files are copied to a work folder ``.nda-patch`` in the checkout, every patch is
+checked and applied there with ``git apply`` in order, the result is verified against the
+recorded hashes, and only then are the files replaced in the checkout (each with ``os.replace``).
+Before the first replacement, backups and a journal are flushed to disk; a failure rolls back at
+once, and a run killed at any moment is rolled back by the next ``apply`` or ``revert``
+(:func:`recover`). A failed apply therefore leaves the tree as it was. Revert runs the same in
+reverse with ``git apply -R``.
 """
 
 from __future__ import annotations
@@ -203,7 +205,7 @@ def series_state(series: Series, path: Path) -> dict[str, Any]:
     root = _root_for(series, path)
     per_file = {}
     for rel, hashes in series.files.items():
-        digest = sha256(root / rel)
+        digest = _digest(root / rel)
         if digest == hashes.get("pristine"):
             per_file[rel] = "pristine"
         elif digest == hashes.get("patched"):
@@ -353,12 +355,184 @@ def fused_ops(path: str | os.PathLike, *, timeout: float = 900.0) -> dict[str, A
 
 
 # ------------------------------------------------------------------------------------------
-# Staged apply / revert
+# Staged apply / revert, with a journal that makes the swap atomic under a kill
 # ------------------------------------------------------------------------------------------
 
+#: the working folder inside a checkout's root: stage, backups and journal of one run
+WORK_DIR = ".nda-patch"
+_JOURNAL = "journal.json"
 
-def _run_in_stage(series: Series, root: Path, *, reverse: bool) -> Path:
-    """Copy the touched files to a temporary folder and apply (or reverse) every patch there.
+
+def _fault(point: str, count: int | None = None) -> None:
+    """Test hook: kill or fail at a named point when ``NDA_PATCH_FAULT`` asks for it.
+
+    ``NDA_PATCH_FAULT`` is ``"<kill|fail>:<point>[:<n>]"``, e.g. ``kill:swap:1`` (SIGKILL after
+    the first file was swapped) or ``fail:swap:0``. Unset in normal use: a dictionary lookup.
+    """
+    spec = os.environ.get("NDA_PATCH_FAULT")
+    if not spec:
+        return
+    action, _, rest = spec.partition(":")
+    where, _, n = rest.partition(":")
+    if where != point or (n and count is not None and int(n) != count):
+        return
+    if action == "kill":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise OSError(f"injected failure at {point}{'' if count is None else ' ' + str(count)}")
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    """Write ``path`` through a sibling temporary and ``os.replace``, flushed to disk."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _replace_file(src: Path, dst: Path, work: Path) -> None:
+    """Put a copy of ``src`` (bytes and mode) at ``dst`` with one ``os.replace``."""
+    tmp = work / "swap.tmp"
+    shutil.copy2(src, tmp)
+    try:
+        os.replace(tmp, dst)
+    except OSError as exc:
+        import errno
+
+        if exc.errno != errno.EXDEV:
+            raise
+        # ``dst`` lies on another file system than the work folder: go through a sibling.
+        near = dst.with_name(dst.name + ".nda-tmp")
+        shutil.move(str(tmp), near)
+        os.replace(near, dst)
+
+
+def _lock(root: Path):
+    """An exclusive lock on ``root`` for this run (``None`` where ``fcntl`` is missing).
+
+    Raises:
+        PatchError: another ``nda patch`` is working on the same checkout.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise PatchError(f"another `nda patch` is working on {root}; wait for it to finish") from None
+    return fd
+
+
+def _unlock(fd) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def _rollback(root: Path, journal: dict[str, Any]) -> list[str]:
+    """Return every file named in ``journal`` to its recorded "before" state (idempotent).
+
+    Returns:
+        The paths that had to be restored.
+    """
+    work = root / WORK_DIR
+    restored = []
+    for rel, entry in journal["files"].items():
+        dst = root / rel
+        if entry["before"] is None:
+            if dst.is_file() or dst.is_symlink():
+                dst.unlink()
+                restored.append(rel)
+            for d in entry.get("new_dirs", []):  # deepest first; only if still empty
+                try:
+                    (root / d).rmdir()
+                except OSError:
+                    pass
+        elif _digest(dst) != entry["before"]:
+            if dst.is_dir() and not dst.is_symlink():
+                raise PatchError(f"cannot restore {dst}: a folder is in its place")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _replace_file(work / "backup" / rel, dst, work)
+            restored.append(rel)
+    return restored
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return sha256(path)
+    except (IsADirectoryError, PermissionError):
+        return "?"
+
+
+def recover(path: str | os.PathLike) -> str | None:
+    """Finish what an interrupted ``apply`` / ``revert`` at ``path`` left behind.
+
+    A run that was killed after writing its journal (i.e. while swapping files) is rolled back:
+    every file it touched returns to its state before that run, byte for byte. A run killed
+    earlier only left its stage, which is removed. Both ``apply`` and ``revert`` call this first.
+
+    Returns:
+        A one-line message when something was recovered, else ``None``.
+
+    Raises:
+        PatchError: the journal is unreadable or a file cannot be restored (the journal stays,
+            so a later call can try again).
+    """
+    root = Path(path)
+    work = root / WORK_DIR
+    if not work.is_dir():
+        return None
+    journal_path = work / _JOURNAL
+    message = None
+    if journal_path.is_file():
+        try:
+            journal = json.loads(journal_path.read_text(encoding="utf-8"))
+            files = journal["files"]
+            if not isinstance(files, dict):
+                raise TypeError("files is not a mapping")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PatchError(f"the journal {journal_path} of an interrupted run is unreadable ({exc}); restore the "
+                             f"series' files from {work / 'backup'} or with git, then remove {work}") from None
+        try:
+            restored = _rollback(root, journal)
+        except OSError as exc:
+            raise PatchError(f"rolling back the interrupted {journal.get('action', 'run')} at {root} failed "
+                             f"({exc}); the journal is kept in {work}, fix the cause and run again") from None
+        journal_path.unlink()
+        message = (f"rolled back an interrupted {journal.get('action', 'run')} of {journal.get('series', '?')} "
+                   f"({len(restored)} file(s) restored)")
+    shutil.rmtree(work, ignore_errors=True)
+    return message
+
+
+def _sweep_stale_stages() -> None:
+    """Remove ``nda-patch-<pid>-*`` stages in the temporary folder whose process is gone.
+
+    Only ``check`` stages there (``apply``/``revert`` stage inside the checkout); one killed
+    mid-check is removed by the next call.
+    """
+    for old in Path(tempfile.gettempdir()).glob("nda-patch-*-*"):
+        pid = old.name.split("-")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _run_in_stage(series: Series, root: Path, *, reverse: bool, stage: Path | None = None) -> Path:
+    """Copy the touched files to a stage folder and apply (or reverse) every patch there.
+
+    Args:
+        stage: an empty folder to use; default: a new temporary folder.
 
     Returns:
         The stage folder (caller removes it).
@@ -366,7 +540,9 @@ def _run_in_stage(series: Series, root: Path, *, reverse: bool) -> Path:
     Raises:
         PatchError: a patch does not apply; the message names it and quotes git.
     """
-    stage = Path(tempfile.mkdtemp(prefix="nda-patch-"))
+    if stage is None:
+        _sweep_stale_stages()
+        stage = Path(tempfile.mkdtemp(prefix=f"nda-patch-{os.getpid()}-"))
     for rel in series.files:
         src = root / rel
         if src.is_file():
@@ -392,32 +568,61 @@ def _verify_stage(series: Series, stage: Path, key: str) -> None:
         raise PatchError(f"after the dry run, {wrong} do not match the recorded {key} hashes in upstream.json")
 
 
-def _commit_stage(series: Series, stage: Path, root: Path) -> None:
-    """Replace the checkout's files with the stage's, all or none."""
-    backups: dict[Path, bytes | None] = {}
+def _commit_stage(series: Series, stage: Path, root: Path, *, action: str = "apply") -> None:
+    """Replace the checkout's files with the stage's, all or none.
+
+    Backups of every touched file go to ``root/.nda-patch/backup`` and a journal is flushed to
+    disk before the first file is replaced; the journal is removed after the last. A failure in
+    between rolls back at once; a kill in between is rolled back by the next :func:`recover`.
+
+    Raises:
+        PatchError: a file could not be replaced; the message says whether the rollback worked.
+    """
+    work = root / WORK_DIR
+    backup = work / "backup"
+    journal: dict[str, Any] = {"series": series.name, "action": action, "files": {}}
     try:
         for rel in series.files:
             dst = root / rel
-            backups[dst] = dst.read_bytes() if dst.is_file() else None
-        for rel in series.files:
+            entry: dict[str, Any] = {"before": sha256(dst) if dst.is_file() else None}
+            if entry["before"] is not None:
+                (backup / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(dst, backup / rel)
+                with open(backup / rel, "rb") as fh:
+                    os.fsync(fh.fileno())
+            else:
+                new_dirs = []
+                parent = Path(rel).parent
+                while str(parent) not in ("", ".") and not (root / parent).exists():
+                    new_dirs.append(parent.as_posix())
+                    parent = parent.parent
+                entry["new_dirs"] = new_dirs
+            journal["files"][rel] = entry
+        _fault("journal")
+        _fsync_write(work / _JOURNAL, json.dumps(journal).encode())
+    except OSError as exc:
+        (work / _JOURNAL).unlink(missing_ok=True)
+        raise PatchError(f"preparing the backups in {work} failed ({exc}); nothing in {root} was changed") from None
+    try:
+        for i, rel in enumerate(series.files):
+            _fault("swap", i)
             src, dst = stage / rel, root / rel
             if src.is_file():
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dst.with_name(dst.name + ".nda-tmp")
-                shutil.copyfile(src, tmp)
-                if backups[dst] is not None:
-                    shutil.copymode(dst, tmp)
-                os.replace(tmp, dst)
+                _replace_file(src, dst, work)
             elif dst.exists():
                 dst.unlink()
-    except BaseException:
-        for dst, data in backups.items():
-            if data is None:
-                dst.unlink(missing_ok=True)
-            else:
-                dst.write_bytes(data)
-            dst.with_name(dst.name + ".nda-tmp").unlink(missing_ok=True)
-        raise
+        _fault("swap", len(series.files))
+    except (OSError, PatchError) as exc:
+        try:
+            _rollback(root, journal)
+        except (OSError, PatchError) as exc2:
+            raise PatchError(
+                f"replacing {rel} failed ({exc}) and rolling back failed too ({exc2}); the journal is kept in "
+                f"{work}: fix the cause and run `nda patch {action}` again to finish the rollback") from None
+        (work / _JOURNAL).unlink()
+        raise PatchError(f"replacing {rel} failed ({exc}); rolled back, {root} is unchanged") from None
+    (work / _JOURNAL).unlink()
 
 
 def _refuse_unless(st: dict[str, Any], series: Series, allowed: str, allow_dirty: bool) -> None:
@@ -470,13 +675,24 @@ def check(name: str, path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _staged_swap(series: "Series", root: Path, *, reverse: bool, expect: str) -> None:
-    """Run the series on a staged copy, check the result's hashes, then swap the files in."""
-    stage = _run_in_stage(series, root, reverse=reverse)
+    """Run the series on a staged copy, check the result's hashes, then swap the files in.
+
+    The stage lives in ``root/.nda-patch`` (not the temporary folder), so that a killed run leaves
+    nothing outside the checkout and the next call removes or rolls back what it left.
+    """
+    work = root / WORK_DIR
     try:
+        work.mkdir()
+    except OSError as exc:
+        raise PatchError(f"cannot create the work folder {work}: {exc}") from None
+    try:
+        stage = _run_in_stage(series, root, reverse=reverse, stage=work / "stage")
+        _fault("stage")
         _verify_stage(series, stage, expect)
-        _commit_stage(series, stage, root)
+        _commit_stage(series, stage, root, action="revert" if reverse else "apply")
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        if not (work / _JOURNAL).exists():  # a journal left here means a rollback is still owed
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def apply(name: str, path: str | os.PathLike, *, allow_dirty: bool = False) -> str:
@@ -490,13 +706,19 @@ def apply(name: str, path: str | os.PathLike, *, allow_dirty: bool = False) -> s
             not apply. The checkout is unchanged.
     """
     series = get_series(name)
-    st = series_state(series, Path(path))
-    if st["state"] == APPLIED:
-        return f"{series.name}: already applied to {st['root']} ({len(series.patches)} patches)"
-    _refuse_unless(st, series, PRISTINE, allow_dirty)
-    root = Path(st["root"])
-    _staged_swap(series, root, reverse=False, expect="patched")
-    return f"{series.name}: applied {len(series.patches)} patches to {root}"
+    root = _root_for(series, Path(path))
+    lock = _lock(root)
+    try:
+        note = recover(root)
+        note = f" ({note})" if note else ""
+        st = series_state(series, Path(path))
+        if st["state"] == APPLIED:
+            return f"{series.name}: already applied to {st['root']} ({len(series.patches)} patches){note}"
+        _refuse_unless(st, series, PRISTINE, allow_dirty)
+        _staged_swap(series, root, reverse=False, expect="patched")
+    finally:
+        _unlock(lock)
+    return f"{series.name}: applied {len(series.patches)} patches to {root}{note}"
 
 
 def revert(name: str, path: str | os.PathLike) -> str:
@@ -506,18 +728,24 @@ def revert(name: str, path: str | os.PathLike) -> str:
         PatchError: as :func:`apply`; reverting a pristine tree only says so.
     """
     series = get_series(name)
-    st = series_state(series, Path(path))
-    if st["state"] == PRISTINE:
-        return f"{series.name}: not applied to {st['root']}; nothing to revert"
-    # Other local changes do not block a revert: it only restores the series' own files.
-    _refuse_unless(st, series, APPLIED, allow_dirty=True)
-    root = Path(st["root"])
-    _staged_swap(series, root, reverse=True, expect="pristine")
-    return f"{series.name}: reverted {len(series.patches)} patches in {root}"
+    root = _root_for(series, Path(path))
+    lock = _lock(root)
+    try:
+        note = recover(root)
+        note = f" ({note})" if note else ""
+        st = series_state(series, Path(path))
+        if st["state"] == PRISTINE:
+            return f"{series.name}: not applied to {st['root']}; nothing to revert{note}"
+        # Other local changes do not block a revert: it only restores the series' own files.
+        _refuse_unless(st, series, APPLIED, allow_dirty=True)
+        _staged_swap(series, root, reverse=True, expect="pristine")
+    finally:
+        _unlock(lock)
+    return f"{series.name}: reverted {len(series.patches)} patches in {root}{note}"
 
 
 __all__ = [
     "APPLIED", "MODIFIED", "PARTIAL", "PRISTINE", "PATCHES_ROOT", "PatchError", "Series", "apply",
-    "available", "check", "fused_ops", "get_series", "identify", "load_series", "parse_series", "revert",
+    "available", "check", "fused_ops", "get_series", "identify", "load_series", "parse_series", "recover", "revert",
     "series_state", "sha256", "status", "touched_files",
 ]

@@ -6,8 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
+import signal
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -176,7 +180,7 @@ def test_failure_while_writing_restores_every_file(upstream, monkeypatch):
         real_replace(src, dst)
 
     monkeypatch.setattr(_patching.os, "replace", flaky)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(_patching.PatchError, match="disk full.*rolled back"):
         _patching.apply("toy", repo)
     assert snapshot(repo) == before
 
@@ -294,3 +298,113 @@ def test_launch_scripts_exist_and_check_their_arguments(adapter, tmp_path):
     assert proc.returncode == 2 and "usage:" in proc.stderr
     proc = subprocess.run(["sh", str(script), str(tmp_path / "missing")], capture_output=True, text=True)
     assert proc.returncode == 2
+
+
+# ------------------------------------------------------------------------------------------
+# Atomicity under kills and failures
+# ------------------------------------------------------------------------------------------
+
+_DRIVER = """
+import sys
+from pathlib import Path
+from nda_plugins import _patching
+_patching.series_dirs = lambda: {"toy": Path(sys.argv[1])}
+getattr(_patching, sys.argv[2])("toy", sys.argv[3])
+"""
+
+
+def _drive(action, repo, series, fault=None, kill_after=None):
+    """Run apply/revert in a child; with ``fault`` it dies at that point, with ``kill_after`` at a time."""
+    env = dict(os.environ)
+    env.pop("NDA_PATCH_FAULT", None)
+    if fault:
+        env["NDA_PATCH_FAULT"] = fault
+    proc = subprocess.Popen([sys.executable, "-c", _DRIVER, str(series), action, str(repo)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if kill_after is not None:
+        try:
+            proc.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    return proc.returncode
+
+
+def _stale_stages():
+    return {p for p in Path(tempfile.gettempdir()).glob("nda-patch-*")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("action", ["apply", "revert"])
+def test_kill_at_any_point_is_recovered_by_the_next_call(upstream, action):
+    """SIGKILL at every stage of a run (and at random times): the next apply or revert finishes the job."""
+    repo, series, _ = upstream
+    pristine = snapshot(repo)
+    _patching.apply("toy", repo)
+    patched = snapshot(repo)
+    if action == "apply":
+        _patching.revert("toy", repo)
+    start, goal = (pristine, patched) if action == "apply" else (patched, pristine)
+    stages_before = _stale_stages()
+    n = len(_patching.get_series("toy").files)
+    points = ["kill:stage", "kill:journal"] + [f"kill:swap:{i}" for i in range(n + 1)]
+    rng = random.Random(0)
+    for i, point in enumerate(points + [None] * 3):
+        if point is None:  # a kill at a random moment of an unfaulted run
+            rc = _drive(action, repo, series, kill_after=rng.uniform(0.0, 1.5))
+        else:
+            rc = _drive(action, repo, series, fault=point)
+            assert rc == -signal.SIGKILL, point
+        assert _stale_stages() == stages_before, point
+        # Alternate which command cleans up: the same one again, or the other one.
+        if i % 2 == 0 or rc == 0:
+            _patching.apply("toy", repo) if action == "apply" else _patching.revert("toy", repo)
+            assert snapshot(repo) == goal, point
+            _patching.revert("toy", repo) if action == "apply" else _patching.apply("toy", repo)
+        else:  # the other command: rolls back, then has nothing left to do (or undoes a finished run)
+            getattr(_patching, "revert" if action == "apply" else "apply")("toy", repo)
+        assert snapshot(repo) == start, point
+        assert not (repo / _patching.WORK_DIR).exists()
+
+
+@pytest.mark.parametrize("where", ["fail:journal", "fail:swap:0", "fail:swap:1", "fail:swap:3", "tmpdir"])
+def test_commit_stage_failing_midway_rolls_back_and_says_so(upstream, monkeypatch, where):
+    repo, _, _ = upstream
+    before = snapshot(repo)
+    real_commit = _patching._commit_stage
+    if where == "tmpdir":  # a folder sits where the swap's temporary file goes
+
+        def commit_with_obstacle(series, stage, root, **kw):
+            (root / _patching.WORK_DIR / "swap.tmp").mkdir()
+            return real_commit(series, stage, root, **kw)
+
+        monkeypatch.setattr(_patching, "_commit_stage", commit_with_obstacle)
+    else:
+        monkeypatch.setenv("NDA_PATCH_FAULT", where)
+    with pytest.raises(_patching.PatchError, match="rolled back|injected"):
+        _patching.apply("toy", repo)
+    assert snapshot(repo) == before and not (repo / _patching.WORK_DIR).exists()
+    monkeypatch.delenv("NDA_PATCH_FAULT", raising=False)
+    monkeypatch.setattr(_patching, "_commit_stage", real_commit)
+    result = CliRunner().invoke(patch_cli, ["apply", "toy", str(repo)])
+    assert result.exit_code == 0, result.output
+
+
+def test_failed_rollback_keeps_the_journal_for_the_next_call(upstream, monkeypatch):
+    repo, _, _ = upstream
+    pristine = snapshot(repo)
+    monkeypatch.setenv("NDA_PATCH_FAULT", "fail:swap:2")
+    real_rollback = _patching._rollback
+    monkeypatch.setattr(_patching, "_rollback", lambda root, journal: (_ for _ in ()).throw(OSError("read-only")))
+    with pytest.raises(_patching.PatchError, match="rolling back failed too.*journal is kept"):
+        _patching.apply("toy", repo)
+    assert (repo / _patching.WORK_DIR / "journal.json").is_file()
+    monkeypatch.setattr(_patching, "_rollback", real_rollback)
+    monkeypatch.delenv("NDA_PATCH_FAULT")
+    assert _patching.status(repo)["state"] != "pristine"
+    msg = _patching.revert("toy", repo)
+    assert "rolled back an interrupted apply" in msg and snapshot(repo) == pristine
+    (repo / _patching.WORK_DIR).mkdir()
+    (repo / _patching.WORK_DIR / "journal.json").write_text("{not json")
+    result = CliRunner().invoke(patch_cli, ["apply", "toy", str(repo)])
+    assert result.exit_code == 1 and "journal" in result.output and "Traceback" not in result.output
