@@ -22,6 +22,11 @@ from ._manager import get_plugin_manager
 
 MODES = ("weighted", "replace")
 
+#: ``stats`` keys of :meth:`NDASession.observe` that the built-in plugins and adapters use. A
+#: plugin reading other keys adds them to its session's ``known_stats``; any other key is warned
+#: about once per session (a typo such as ``real_logit`` would otherwise leave ANDA's alpha still).
+STATS_KEYS = frozenset({"real_logits", "fake_logits", "neg_logits"})
+
 
 def _check_number(name: str, value: object, low: float, high: float, *, low_open: bool, high_open: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -35,11 +40,12 @@ def _check_number(name: str, value: object, low: float, high: float, *, low_open
     return value
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
+def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
+    expected = f"an int >= {minimum}" if maximum is None else f"an int in [{minimum}, {maximum}]"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {expected}, got {value}")
     return int(value)
 
 
@@ -131,7 +137,7 @@ class NDASession:
         if batch_size is not None:
             batch_size = _check_int("batch_size", batch_size, 1)
         self.batch_size = batch_size
-        self.seed = _check_int("seed", seed, 0)
+        self.seed = _check_int("seed", seed, 0, 2**64 - 1)  # what torch.Generator.manual_seed takes
 
         self.adaptive_alpha: _schedules.AdaptiveAlpha | None = None
         self.anda_lambda: float | None = None
@@ -179,6 +185,8 @@ class NDASession:
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"schedule={schedule!r}: {exc}") from exc
 
+        self.known_stats: set[str] = set(STATS_KEYS)
+        self._warned_stats: set[str] = set()
         self._generator: torch.Generator | None = None
         # Generator state restored from a checkpoint before the first batch told us the device.
         self._pending_generator: tuple[str, torch.Tensor] | None = None
@@ -267,22 +275,64 @@ class NDASession:
                     f"labels must have one row per sample of real ({real.shape[0]}), got shape {tuple(labels.shape)}"
                 )
         generator = self.generator_for(real.device)
-        result = self.plugin_manager.hook.nda_make_negatives(
-            session=self, real=real, labels=labels, step=step, generator=generator
+        version = None if real.is_inference() else real._version  # inference tensors have no counter
+        result, plugin = self._first_result(
+            "nda_make_negatives", session=self, real=real, labels=labels, step=step, generator=generator
         )
         if result is None:
             raise RuntimeError(
                 "no plugin answered nda_make_negatives; register nda_plugins.builtin_policy "
                 "(new_plugin_manager(builtins=True)) or a plugin that makes negatives"
             )
+        self._check_negatives(result, real, labels, version, plugin)
+        return result
+
+    def _first_result(self, hook_name: str, **kwargs: Any) -> tuple[Any, str]:
+        """Call a ``firstresult`` hook; return its answer and the name of the plugin that gave it.
+
+        The implementations are called in pluggy's order (the same answer as ``pm.hook.X``); with
+        a hook wrapper present the call goes through pluggy and the plugin is not known.
+        """
+        caller = getattr(self.plugin_manager.hook, hook_name)
+        impls = caller.get_hookimpls()
+        if any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
+            return caller(**kwargs), f"(a plugin wrapping {hook_name})"
+        for impl in reversed(impls):
+            answer = impl.function(*[kwargs[name] for name in impl.argnames])
+            if answer is not None:
+                return answer, impl.plugin_name
+        return None, ""
+
+    def _check_negatives(self, result: Any, real: torch.Tensor, labels: Any, version: int | None, plugin: str) -> None:
+        """The contract of ``nda_make_negatives``, checked where its result enters the library.
+
+        Cheap checks only (no sync): a ``(negatives, labels)`` tuple; negatives with the shape,
+        dtype and device of ``real`` in their own memory; ``real`` not changed in place (its
+        version counter); labels with one row per negative.
+        """
+        where = f"plugin {plugin!r} (transform {self.transform_spec!r})"
         if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.Tensor)):
-            raise TypeError(f"nda_make_negatives must return (negatives, labels), got {type(result).__name__}")
+            raise TypeError(f"{where}: nda_make_negatives must return (negatives, labels), got "
+                            f"{type(result).__name__}")
         neg, neg_labels = result
         if neg.shape != real.shape:
             raise ValueError(
-                f"nda_make_negatives returned negatives of shape {tuple(neg.shape)}, expected {tuple(real.shape)}"
+                f"{where}: nda_make_negatives returned negatives of shape {tuple(neg.shape)}, expected {tuple(real.shape)}"
             )
-        return neg, neg_labels
+        if neg.dtype != real.dtype or neg.device != real.device:
+            raise ValueError(f"{where}: negatives must have the dtype and device of real ({real.dtype} on "
+                             f"{real.device}), got {neg.dtype} on {neg.device}")
+        if version is not None and real._version != version:
+            raise RuntimeError(f"{where} changed the real batch in place while making negatives; a transform "
+                               "must leave its input as it was (write to a new tensor)")
+        if neg.untyped_storage().data_ptr() == real.untyped_storage().data_ptr():
+            raise ValueError(f"{where}: the negatives share memory with the real batch (the batch itself or a "
+                             "view of it); a negative must be a new tensor that differs from its source")
+        if labels is not None and neg_labels is not None and (
+                not isinstance(neg_labels, torch.Tensor) or neg_labels.dim() == 0 or neg_labels.shape[0] != neg.shape[0]):
+            got = tuple(neg_labels.shape) if isinstance(neg_labels, torch.Tensor) else type(neg_labels).__name__
+            raise ValueError(f"{where}: negative labels must be a tensor with one row per negative "
+                             f"({neg.shape[0]}), got {got}")
 
     @property
     def alpha(self) -> float | None:
@@ -308,6 +358,18 @@ class NDASession:
         Tensors stay on their device; nothing is synchronised.
         """
         step = _schedules.check_step(step)
+        unknown = set(stats) - self.known_stats - self._warned_stats
+        if unknown:
+            import difflib
+            import warnings
+
+            for key in sorted(unknown):
+                close = difflib.get_close_matches(key, sorted(self.known_stats), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                warnings.warn(
+                    f"NDASession.observe: unknown stats key {key!r} (known: {sorted(self.known_stats)}){hint}; "
+                    "a plugin that reads it should add it to session.known_stats.", UserWarning, stacklevel=2)
+            self._warned_stats |= unknown
         self.plugin_manager.hook.nda_observe(session=self, step=step, stats=stats)
 
     def advance(self) -> float | None:

@@ -238,6 +238,31 @@ def build(name_or_spec: str | Schedule, *, plugin_manager: Any = None, **options
 # --------------------------------------------------------------------------------------------
 
 
+def _state_int(state: dict[str, Any], key: str) -> int:
+    """``state[key]`` as an int >= 0 (an int, not a float that would be truncated)."""
+    value = state[key]
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"state[{key!r}] must be an int >= 0, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"state[{key!r}] must be an int >= 0, got {value}")
+    return int(value)
+
+
+def _state_number(state: dict[str, Any], key: str, low: float, high: float) -> float:
+    """``state[key]`` as a finite float in ``[low, high]`` (NaN refused)."""
+    value = state[key]
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"state[{key!r}] must be a number in [{low:g}, {high:g}], got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not low <= value <= high:  # also False for NaN
+        raise ValueError(f"state[{key!r}] must be a number in [{low:g}, {high:g}], got {value}")
+    return value
+
+
 class AdaptiveAlpha:
     """ANDA's alpha, adapted with the ADA rule from the sign of D on real samples.
 
@@ -296,6 +321,7 @@ class AdaptiveAlpha:
         self._steps_done = 0
         self._sum: torch.Tensor | None = None  # sum of sign(logits) since the last update
         self._count = 0  # number of logits since the last update (a Python int: numel needs no sync)
+        self._nan: torch.Tensor | None = None  # how many of them were NaN (a tensor: counted without a sync)
 
     @property
     def value(self) -> float:
@@ -318,11 +344,17 @@ class AdaptiveAlpha:
             raise TypeError(f"real_logits must be a torch.Tensor, got {type(real_logits).__name__}")
         if not (real_logits.is_floating_point() or real_logits.dtype in (torch.int32, torch.int64)):
             raise TypeError(f"real_logits must be a real-valued tensor, got dtype {real_logits.dtype}")
-        signs = torch.sign(real_logits.detach()).sum(dtype=self._dtype(real_logits.device))
+        dtype = self._dtype(real_logits.device)
+        # sign(NaN) is 0 in torch: a diverged D would read as "not overfitting". NaN logits are
+        # counted apart and left out of the statistic (step() warns about them).
+        signs = torch.sign(real_logits.detach()).sum(dtype=dtype)
+        nan = torch.isnan(real_logits.detach()).sum(dtype=dtype) if real_logits.is_floating_point() else None
         if self._sum is None:
             self._sum = signs
         else:  # after load_state_dict the pending sum sits on the CPU: move it once, not the logits
             self._sum = self._sum.to(device=signs.device, dtype=signs.dtype) + signs
+        if nan is not None:
+            self._nan = nan if self._nan is None else self._nan.to(device=nan.device, dtype=nan.dtype) + nan
         self._count += real_logits.numel()
 
     @staticmethod
@@ -342,11 +374,21 @@ class AdaptiveAlpha:
             device = torch.device("cpu")
         dtype = self._dtype(device)
         total = torch.zeros((), dtype=dtype, device=device) if self._sum is None else self._sum.to(device, dtype)
-        stats = torch.stack([total, torch.tensor(float(self._count), dtype=dtype, device=device)])
+        nan = torch.zeros((), dtype=dtype, device=device) if self._nan is None else self._nan.to(device, dtype)
+        stats = torch.stack([total, torch.tensor(float(self._count), dtype=dtype, device=device), nan])
         if distributed:
             dist.all_reduce(stats, op=dist.ReduceOp.SUM)
-        sign_sum, count = stats.tolist()  # the one sync per interval
-        return sign_sum, count
+        sign_sum, count, nan_count = stats.tolist()  # the one sync per interval
+        if nan_count:
+            import warnings
+
+            warnings.warn(
+                f"AdaptiveAlpha: {nan_count:.0f} of {count:.0f} real logits since the last update were NaN "
+                f"(a diverged discriminator?); they are left out"
+                + (", alpha stays unchanged" if nan_count >= count else ""),
+                RuntimeWarning, stacklevel=3,
+            )
+        return sign_sum, count - nan_count
 
     def step(self) -> float:
         """Advance one training step; every ``interval`` steps apply the update. Returns alpha."""
@@ -357,6 +399,7 @@ class AdaptiveAlpha:
                 direction = float((sign_sum / count > self.target) - (sign_sum / count < self.target))
                 self._value = min(max(self._value + direction * self.adjust, 0.0), 1.0)
             self._sum = None
+            self._nan = None
             self._count = 0
         return self._value
 
@@ -376,7 +419,7 @@ class AdaptiveAlpha:
             "value": self._value,
             "num_steps": self._steps_done,
             "pending_sum": 0.0 if self._sum is None else float(self._sum.item()),
-            "pending_count": self._count,
+            "pending_count": self._count - (0 if self._nan is None else int(self._nan.item())),
             "batch_size": self.batch_size,
             "target": self.target,
             "interval": self.interval,
@@ -390,14 +433,16 @@ class AdaptiveAlpha:
         missing = [k for k in ("value", "num_steps", "pending_sum", "pending_count") if k not in state]
         if missing:
             raise ValueError(f"state is missing keys {missing} (not an AdaptiveAlpha.state_dict())")
-        value = float(state["value"])
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"state['value'] must be in [0, 1], got {value}")
+        # Validate every field first; assign only when all of them fit (a failed load changes nothing).
+        value = _state_number(state, "value", 0.0, 1.0)
+        num_steps = _state_int(state, "num_steps")
+        count = _state_int(state, "pending_count")
+        pending = _state_number(state, "pending_sum", -float(count), float(count))
         self._value = value
-        self._steps_done = check_step(int(state["num_steps"]), "state['num_steps']")
-        count = check_step(int(state["pending_count"]), "state['pending_count']")
+        self._steps_done = num_steps
         self._count = count
-        self._sum = torch.tensor(float(state["pending_sum"]), dtype=torch.float64) if count else None
+        self._sum = torch.tensor(pending, dtype=torch.float64) if count else None
+        self._nan = None
 
     def __repr__(self) -> str:
         return (

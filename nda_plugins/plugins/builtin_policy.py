@@ -75,10 +75,11 @@ def nda_state_dict(session):
     }
 
 
-def _check_int(state: dict, key: str) -> int:
+def _check_int(state: dict, key: str, high: int | None = None) -> int:
     value = state.get(key)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"state[{STATE_KEY!r}][{key!r}] must be an int >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0 or (high is not None and value > high):
+        bound = f"an int in [0, {high}]" if high is not None else "an int >= 0"
+        raise ValueError(f"state[{STATE_KEY!r}][{key!r}] must be {bound}, got {value!r}")
     return int(value)
 
 
@@ -93,12 +94,20 @@ def nda_load_state_dict(session, state):
         raise TypeError(f"{where} must be a dict, got {type(own).__name__}")
     if own.get("version") != _STATE_VERSION:
         raise ValueError(f"{where}['version'] must be {_STATE_VERSION}, got {own.get('version')!r}")
-    seed = _check_int(own, "seed")
+    seed = _check_int(own, "seed", high=2**64 - 1)
     num_advances = _check_int(own, "num_advances")
     generator = own.get("generator")
     if generator is not None:
         if not isinstance(generator, dict) or not isinstance(generator.get("device"), str):
             raise ValueError(f"{where}['generator'] must be None or {{'device': str, 'state': ByteTensor}}")
+        device = generator["device"]
+        try:
+            parsed = torch.device(device)
+        except (RuntimeError, ValueError):
+            parsed = None
+        if parsed is None or parsed.type != device:
+            raise ValueError(f"{where}['generator']['device'] must be a device type such as 'cpu' or 'cuda', "
+                             f"got {device!r}")
         gen_state = generator.get("state")
         if not isinstance(gen_state, torch.Tensor) or gen_state.dtype != torch.uint8 or gen_state.dim() != 1:
             raise ValueError(f"{where}['generator']['state'] must be a 1-D uint8 tensor from Generator.get_state()")
