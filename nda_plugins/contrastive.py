@@ -86,6 +86,9 @@ def info_nce_logits(
         )
     _check_same("positive_key", positive_key, query)
     batch, dim = query.shape
+    if batch == 0 or dim == 0:
+        raise ValueError(f"query must be (B, D) with B >= 1 and D >= 1 (a zero-width embedding has no "
+                         f"similarity), got shape {tuple(query.shape)}")
     if negative_keys is not None:
         _check_tensor("negative_keys", negative_keys, min_dim=2)
         if negative_keys.dim() != 2 or negative_keys.shape[1] != dim:
@@ -213,6 +216,8 @@ def nda_info_nce_dense(
         )
     _check_same("targets", targets, predictions, "predictions")
     batch, positions, dim = predictions.shape
+    if 0 in (batch, positions, dim):
+        raise ValueError(f"predictions must be (B, N, D) with B, N, D >= 1, got shape {tuple(predictions.shape)}")
     flat_nda = None
     if nda_keys is not None:
         _check_tensor("nda_keys", nda_keys, min_dim=4)

@@ -107,7 +107,9 @@ _TERMS: dict[str, tuple[_Term, _Term, _Term]] = {
 # --------------------------------------------------------------------------------------------
 
 
-def _check_tensor(name: str, x: object, *, floating: bool = True, min_dim: int = 1) -> torch.Tensor:
+def _check_tensor(
+    name: str, x: object, *, floating: bool = True, min_dim: int = 1, nonempty: bool = False
+) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if floating and not x.is_floating_point():
@@ -117,6 +119,8 @@ def _check_tensor(name: str, x: object, *, floating: bool = True, min_dim: int =
             f"{name} must have at least {min_dim} dimension(s) (batch first), got shape "
             f"{tuple(x.shape)}"
         )
+    if nonempty and x.numel() == 0:  # a mean over nothing would be a silent NaN
+        raise ValueError(f"{name} must hold at least one value, got an empty tensor of shape {tuple(x.shape)}")
     return x
 
 
@@ -267,7 +271,7 @@ def real_loss(real_logits: torch.Tensor, *, kind: str = "logistic", reduction: s
         kind: one of :data:`KINDS`.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)``).
     """
-    _check_tensor("real_logits", real_logits)
+    _check_tensor("real_logits", real_logits, nonempty=True)
     real_term, _, _ = _TERMS[_check_kind(kind)]
     return _reduce(real_term(real_logits), _check_reduction(reduction))
 
@@ -289,12 +293,12 @@ def fake_side_loss(
         kind: one of :data:`KINDS`.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)``; then ``B_f == B_n``).
     """
-    _check_tensor("fake_logits", fake_logits)
+    _check_tensor("fake_logits", fake_logits, nonempty=True)
     w = _check_weight("nda_weight", nda_weight)
     _, fake_term, _ = _TERMS[_check_kind(kind)]
     reduction = _check_reduction(reduction)
     if neg_logits is not None:
-        _check_tensor("neg_logits", neg_logits)
+        _check_tensor("neg_logits", neg_logits, nonempty=w > 0.0)
     elif w > 0.0:
         raise ValueError(f"neg_logits is required when nda_weight > 0 (got nda_weight={w})")
     if reduction == "none" and w > 0.0 and neg_logits.shape[0] != fake_logits.shape[0]:  # type: ignore[union-attr]
@@ -322,7 +326,7 @@ def generator_loss(
     Returns:
         A scalar tensor, or ``(B,)`` for ``reduction="none"``.
     """
-    _check_tensor("fake_logits", fake_logits)
+    _check_tensor("fake_logits", fake_logits, nonempty=True)
     _, _, g_term = _TERMS[_check_kind(kind)]
     return _reduce(g_term(fake_logits), _check_reduction(reduction))
 

@@ -8,6 +8,7 @@ positive (:func:`d_gap`). These run at evaluation time; they return tensors and 
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, NamedTuple
 
@@ -25,7 +26,12 @@ def _scores(name: str, x: Any) -> torch.Tensor:
         raise TypeError(f"{name} must hold real-valued scores, got dtype {x.dtype}")
     if x.numel() == 0:
         raise ValueError(f"{name} must hold at least one score, got shape {tuple(x.shape)}")
-    return x.reshape(-1).to(torch.float64)
+    x = x.reshape(-1).to(torch.float64)
+    nan = int(torch.isnan(x).sum())  # evaluation code: one sync is fine; NaN has no rank
+    if nan:
+        raise ValueError(f"{name} holds {nan} NaN score(s) of {x.numel()}; a NaN cannot be ranked "
+                         "(drop those samples or fix the model that produced them)")
+    return x
 
 
 def auroc(scores_in: torch.Tensor, scores_out: torch.Tensor) -> torch.Tensor:
@@ -119,6 +125,8 @@ def d_gap(
             or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in range)
         ):
             raise TypeError(f"range must be a (low, high) pair of numbers or None, got {range!r}")
+        if not all(math.isfinite(float(v)) for v in range):
+            raise ValueError(f"range must be a pair of finite numbers (low, high), got {range!r}")
         if not float(range[0]) < float(range[1]):
             raise ValueError(f"range must have low < high, got {range!r}")
         low = torch.tensor(float(range[0]), dtype=torch.float64, device=values.device)

@@ -47,6 +47,21 @@ def _check_targets(name: str, targets: Any, batch: int, logits_name: str) -> tor
     return targets
 
 
+def _check_classes(name: str, targets: torch.Tensor, classes: int, ignore: torch.Tensor | None = None) -> None:
+    """Refuse class indices outside ``[0, classes)`` on the CPU, where reading them costs no sync
+    (torch would fail deep inside ``gather``). On accelerators the values are not read: the
+    losses stay sync-free and CUDA reports a bad index with its own device-side assert."""
+    if targets.device.type != "cpu":
+        return
+    bad = (targets < 0) | (targets >= classes)
+    if ignore is not None:
+        bad &= ~ignore
+    if bool(bad.any()):
+        shown = targets[bad][:5].tolist()
+        raise ValueError(f"{name} must hold class indices in [0, {classes - 1}], got {shown}"
+                         + (" (rows in negative_mask may hold anything)" if ignore is not None else ""))
+
+
 def kl_uniform(logits: torch.Tensor) -> torch.Tensor:
     """Per-sample ``KL(uniform || softmax(logits))``.
 
@@ -107,6 +122,7 @@ def nat_loss(
         raise ValueError(f"negative_mask has {negative_mask.shape[0]} rows but logits has batch size {batch}")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be one of ['mean', 'sum', 'none'], got {reduction!r}")
+    _check_classes("targets", targets, logits.shape[1], negative_mask)
     per_sample = _per_sample_nat(logits, targets, negative_mask)
     if reduction == "none":
         return per_sample
@@ -146,6 +162,7 @@ def nat_gan_discriminator_loss(
             raise ValueError(
                 f"{name} must have real_logits' {real_logits.shape[1]} classes, got shape {tuple(part.shape)}"
             )
+    _check_classes("real_labels", real_labels, real_logits.shape[1])
     ce = F.cross_entropy(real_logits, real_labels.long(), reduction="sum")
     kl = kl_uniform(torch.cat(parts, dim=0)).sum()
     total = real_logits.shape[0] + sum(p.shape[0] for p in parts)

@@ -96,3 +96,7 @@ def main() -> None:
       nda preview --out neg.png    # see what the discriminator will be taught to reject
       nda doctor --upstream ../stylegan2-ada-pytorch
     """
+    from .._manager import set_broken_plugin_handler
+
+    # A broken third-party plugin costs one line on stderr, not the command.
+    set_broken_plugin_handler(lambda name, reason: click.echo(f"nda: plugin {name!r} skipped: {reason}", err=True))

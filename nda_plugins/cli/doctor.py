@@ -146,6 +146,15 @@ def upstream_fused_ops(path: Path, cuda: bool) -> object:
         return f"{type(exc).__name__}: {exc}"
 
 
+def plugin_report() -> dict:
+    """``{"registered": [names], "broken": {name: reason}}`` from a fresh plugin manager."""
+    from .._manager import broken_plugins, new_plugin_manager
+
+    pm = new_plugin_manager(on_broken=lambda name, reason: None)
+    return {"registered": [name for name, _ in pm.list_name_plugin()],
+            "broken": dict(broken_plugins(pm))}
+
+
 def gather(upstream: Path | None = None) -> dict:
     """Everything ``nda doctor`` reports, as a JSON-friendly dict."""
     import torch
@@ -183,6 +192,7 @@ def gather(upstream: Path | None = None) -> dict:
         extra: {mod: check_import(mod) or "ok" for mod in mods}
         for extra, mods in sorted(extras_from_metadata().items())
     }
+    info["plugins"] = plugin_report()
     info["torch_extensions_dirs"] = [str(d) for d in torch_extensions_dirs()]
     info["fused_ops"] = find_fused_ops()
     if upstream is not None:
@@ -246,6 +256,10 @@ def doctor(upstream: Path | None, as_json: bool) -> None:
         missing = {m: r for m, r in mods.items() if r != "ok"}
         state = "ok" if not missing else "missing " + ", ".join(f"{m} ({r})" for m, r in missing.items())
         click.echo(f"  {extra:13} {state}")
+    plugins = info["plugins"]
+    click.echo(f"plugins         {len(plugins['registered'])} registered: {', '.join(plugins['registered'])}")
+    for name, reason in plugins["broken"].items():
+        click.echo(f"  BROKEN {name}: {reason}")
     click.echo("fused ops (StyleGAN2-ADA bias_act / upfirdn2d) in " + ", ".join(info["torch_extensions_dirs"]) + ":")
     for op, found in info["fused_ops"].items():
         state = "built: " + ", ".join(found["built"]) if found["built"] else "not built"
