@@ -12,6 +12,8 @@ import re
 import weakref
 from typing import Any, Callable
 
+import pluggy
+
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
@@ -172,6 +174,11 @@ def registry_from_hook(cls: type[NamedRegistry], hook_name: str, plugin_manager:
         from ._manager import get_plugin_manager
 
         plugin_manager = get_plugin_manager()
+    elif not isinstance(plugin_manager, pluggy.PluginManager):
+        raise TypeError(
+            f"plugin_manager must be a pluggy.PluginManager (see nda_plugins.new_plugin_manager) or None, "
+            f"got {type(plugin_manager).__name__}"
+        )
     impls = getattr(plugin_manager.hook, hook_name).get_hookimpls()  # pluggy calls the last first
     key = tuple((impl.plugin_name, id(impl.function)) for impl in impls)
     cache = _caches.setdefault(hook_name, weakref.WeakKeyDictionary())

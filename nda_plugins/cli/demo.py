@@ -27,6 +27,9 @@ def _parse_seeds(ctx, param, value):
         raise click.BadParameter(f"expected comma-separated integers like 0,1,2, got {value!r}") from None
     if not seeds:
         raise click.BadParameter(f"expected at least one seed, got {value!r}")
+    wide = [seed for seed in seeds if not 0 <= seed < 2**64]
+    if wide:
+        raise click.BadParameter(f"expected seeds in [0, 2**64 - 1] (what torch.manual_seed takes), got {wide}")
     if len(set(seeds)) != len(seeds):
         raise click.BadParameter(f"expected distinct seeds, got {value!r}")
     return seeds
@@ -91,11 +94,14 @@ def _run(module, config, out: Path | None, demo_name: str, threads: int) -> None
 
     from ..demo import _output
 
+    target = out if out is not None else Path("nda-runs") / demo_name
     try:
         config.validate()
-        run_dir = _output.new_run_dir(out if out is not None else Path("nda-runs") / demo_name)
-    except ValueError as exc:
+        target_existed = target.exists()
+        run_dir = _output.new_run_dir(target)
+    except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
+    created = run_dir != target or not target_existed
     total = 2 * len(config.seeds) * config.steps
     click.echo(f"nda demo {demo_name}: {len(config.seeds)} seed(s) x (baseline + NDA) x {config.steps} steps; "
                f"writing to {run_dir}")
@@ -104,6 +110,10 @@ def _run(module, config, out: Path | None, demo_name: str, threads: int) -> None
     try:
         with click.progressbar(length=total, label="training", show_eta=True, show_pos=True) as bar:
             result = module.run(config, run_dir, progress=bar.update, log=click.echo)
+    except BaseException:
+        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # a failed run leaves no empty folder behind
+        raise
     finally:
         torch.set_num_threads(previous_threads)  # the CLI may run inside a bigger process (tests)
     click.echo((run_dir / "table.txt").read_text().rstrip("\n"))

@@ -78,8 +78,12 @@ def _read_image(path: Path) -> torch.Tensor:
         ) from None
     import numpy as np
 
-    with Image.open(path) as im:
-        return torch.from_numpy(np.array(im.convert("RGB"), dtype=np.uint8))
+    try:
+        with Image.open(path) as im:
+            return torch.from_numpy(np.array(im.convert("RGB"), dtype=np.uint8))
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated, corrupt or not an image at all
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise click.BadParameter(f"cannot read the image {str(path)!r}: {detail}", param_hint="'--images'") from None
 
 
 def _to_square(img: torch.Tensor, size: int) -> torch.Tensor:

@@ -77,6 +77,10 @@ class AnomalyConfig:
         name, _ = transforms.parse_spec(self.transform)
         if name not in transforms.available():
             raise ValueError(f"--transform: expected one of {transforms.available()}, got {self.transform!r}")
+        try:  # the options too, before any folder is made or any step is trained
+            transforms.build(self.transform)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--transform: {self.transform!r} is not a valid transform spec: {exc}") from None
 
 
 #: The ``--quick`` settings (tests, smoke runs): seconds, not minutes; the numbers mean nothing.
