@@ -280,6 +280,7 @@ def status(path: str | os.PathLike, name: str | None = None) -> dict[str, Any]:
                            f"(known: {', '.join(sorted(available()))})",
             }
         series, st = found
+    interrupted = (Path(st["root"]) / WORK_DIR / _JOURNAL).is_file()
     messages = {
         PRISTINE: "pristine: `nda patch apply` can patch it",
         APPLIED: "the series is applied",
@@ -298,7 +299,9 @@ def status(path: str | os.PathLike, name: str | None = None) -> dict[str, Any]:
         "commit_matches": st["commit_matches"],
         "dirty": st["dirty"],
         "files": st["files"],
-        "message": messages[st["state"]],
+        "message": messages[st["state"]] + ("; an interrupted `nda patch` run left a journal: the next "
+                                            "`nda patch apply` or `revert` rolls it back first" if interrupted else ""),
+        "interrupted": interrupted,
     }
 
 
@@ -663,8 +666,13 @@ def check(name: str, path: str | os.PathLike) -> dict[str, Any]:
     st = series_state(series, Path(path))
     action = "revert" if st["state"] == APPLIED else "apply"
     try:
+        journal = root / WORK_DIR / _JOURNAL
+        if journal.is_file():
+            raise PatchError(f"an interrupted `nda patch` run left its journal in {journal.parent}; "
+                             "`nda patch apply` or `nda patch revert` rolls it back first")
         _refuse_unless(st, series, st["state"] if st["state"] in (PRISTINE, APPLIED) else PRISTINE, allow_dirty=True)
         stage = _run_in_stage(series, root, reverse=(action == "revert"))
+        _fault("check")
         try:
             _verify_stage(series, stage, "pristine" if action == "revert" else "patched")
         finally:

@@ -365,6 +365,11 @@ def test_kill_at_any_point_is_recovered_by_the_next_call(upstream, action):
             getattr(_patching, "revert" if action == "apply" else "apply")("toy", repo)
         assert snapshot(repo) == start, point
         assert not (repo / _patching.WORK_DIR).exists()
+    # A dry run killed midway leaves its stage in the temporary folder; the next call sweeps it.
+    assert _drive("check", repo, series, fault="kill:check") == -signal.SIGKILL
+    assert len(_stale_stages() - stages_before) == 1
+    assert _patching.check("toy", repo)["ok"]
+    assert _stale_stages() == stages_before
 
 
 @pytest.mark.parametrize("where", ["fail:journal", "fail:swap:0", "fail:swap:1", "fail:swap:3", "tmpdir"])
@@ -401,7 +406,9 @@ def test_failed_rollback_keeps_the_journal_for_the_next_call(upstream, monkeypat
     assert (repo / _patching.WORK_DIR / "journal.json").is_file()
     monkeypatch.setattr(_patching, "_rollback", real_rollback)
     monkeypatch.delenv("NDA_PATCH_FAULT")
-    assert _patching.status(repo)["state"] != "pristine"
+    report = _patching.status(repo)
+    assert report["state"] != "pristine" and report["interrupted"] and "rolls it back" in report["message"]
+    assert "interrupted" in _patching.check("toy", repo)["error"]
     msg = _patching.revert("toy", repo)
     assert "rolled back an interrupted apply" in msg and snapshot(repo) == pristine
     (repo / _patching.WORK_DIR).mkdir()
