@@ -299,8 +299,8 @@ def status(path: str | os.PathLike, name: str | None = None) -> dict[str, Any]:
         "commit_matches": st["commit_matches"],
         "dirty": st["dirty"],
         "files": st["files"],
-        "message": messages[st["state"]] + ("; an interrupted `nda patch` run left a journal: the next "
-                                            "`nda patch apply` or `revert` rolls it back first" if interrupted else ""),
+        "message": ("an interrupted `nda patch` run left a journal: the next `nda patch apply` or `revert` "
+                    "rolls it back first" if interrupted else messages[st["state"]]),
         "interrupted": interrupted,
     }
 
