@@ -415,3 +415,18 @@ def test_failed_rollback_keeps_the_journal_for_the_next_call(upstream, monkeypat
     (repo / _patching.WORK_DIR / "journal.json").write_text("{not json")
     result = CliRunner().invoke(patch_cli, ["apply", "toy", str(repo)])
     assert result.exit_code == 1 and "journal" in result.output and "Traceback" not in result.output
+
+
+def test_a_second_run_on_the_same_checkout_is_refused(upstream):
+    fcntl = pytest.importorskip("fcntl")
+    repo, _, _ = upstream
+    before = snapshot(repo)
+    fd = os.open(repo, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(_patching.PatchError, match="another `nda patch` is working on"):
+            _patching.apply("toy", repo)
+        assert snapshot(repo) == before
+    finally:
+        os.close(fd)
+    _patching.apply("toy", repo)
