@@ -23,8 +23,9 @@ from ._manager import get_plugin_manager
 MODES = ("weighted", "replace")
 
 #: ``stats`` keys of :meth:`NDASession.observe` that the built-in plugins and adapters use. A
-#: plugin reading other keys adds them to its session's ``known_stats``; any other key is warned
-#: about once per session (a typo such as ``real_logit`` would otherwise leave ANDA's alpha still).
+#: plugin reading other keys declares them as ``nda_stats_keys = {"my_key"}`` (a module or class
+#: attribute); any other key is warned about once per session (a typo such as ``real_logit``
+#: would otherwise leave ANDA's alpha still).
 STATS_KEYS = frozenset({"real_logits", "fake_logits", "neg_logits"})
 
 
@@ -359,6 +360,12 @@ class NDASession:
         """
         step = _schedules.check_step(step)
         unknown = set(stats) - self.known_stats - self._warned_stats
+        if unknown:  # keys that plugins declare (``nda_stats_keys = {...}`` on the plugin) are known too
+            for plugin in self.plugin_manager.get_plugins():
+                declared = getattr(plugin, "nda_stats_keys", None)
+                if isinstance(declared, (set, frozenset, list, tuple)):
+                    self.known_stats.update(k for k in declared if isinstance(k, str))
+            unknown -= self.known_stats
         if unknown:
             import difflib
             import warnings
@@ -368,7 +375,7 @@ class NDASession:
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 warnings.warn(
                     f"NDASession.observe: unknown stats key {key!r} (known: {sorted(self.known_stats)}){hint}; "
-                    "a plugin that reads it should add it to session.known_stats.", UserWarning, stacklevel=2)
+                    "a plugin that reads it declares it with nda_stats_keys = {...}", UserWarning, stacklevel=2)
             self._warned_stats |= unknown
         self.plugin_manager.hook.nda_observe(session=self, step=step, stats=stats)
 

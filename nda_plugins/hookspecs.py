@@ -112,6 +112,8 @@ def nda_observe(session, step, stats):
 
     Called by ``NDASession.observe``. The built-in ANDA plugin reads ``stats["real_logits"]``
     (the discriminator's raw outputs on real samples, any shape) to adapt alpha.
+    A plugin that reads keys other than ``real_logits`` / ``fake_logits`` / ``neg_logits``
+    declares them as ``nda_stats_keys = {"my_key"}`` on the plugin; other keys get a warning.
 
     Args:
         session: the calling :class:`nda_plugins.NDASession`.

@@ -268,6 +268,20 @@ def _observe_typo(pm):
         warnings.simplefilter("error")
         s.observe(1, real_logit=torch.ones(4))  # once per key and session
         s.observe(1, real_logits=torch.ones(4))
+
+    class Reader:  # a plugin that reads its own key declares it
+        nda_stats_keys = {"d_loss"}
+
+        @hookimpl
+        def nda_observe(self, stats):
+            seen.append(float(stats["d_loss"]))
+
+    seen = []
+    register(pm, Reader(), name="reader")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s.observe(2, d_loss=torch.tensor(0.5))
+    assert seen == [0.5]
     raise ValueError("checked")
 
 
