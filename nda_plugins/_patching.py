@@ -445,7 +445,8 @@ def _rollback(root: Path, journal: dict[str, Any]) -> list[str]:
     """
     work = root / WORK_DIR
     restored = []
-    for rel, entry in journal["files"].items():
+    for i, (rel, entry) in enumerate(journal["files"].items()):
+        _fault("rollback", i)
         dst = root / rel
         if entry["before"] is None:
             if dst.is_file() or dst.is_symlink():

@@ -365,6 +365,14 @@ def test_kill_at_any_point_is_recovered_by_the_next_call(upstream, action):
             getattr(_patching, "revert" if action == "apply" else "apply")("toy", repo)
         assert snapshot(repo) == start, point
         assert not (repo / _patching.WORK_DIR).exists()
+    # A kill during the rollback of a kill: the journal stays until the rollback is complete.
+    assert _drive(action, repo, series, fault="kill:swap:2") == -signal.SIGKILL
+    assert _drive(action, repo, series, fault="kill:rollback:1") == -signal.SIGKILL
+    assert (repo / _patching.WORK_DIR / "journal.json").is_file()
+    assert _drive(action, repo, series) == 0
+    assert snapshot(repo) == goal
+    getattr(_patching, "revert" if action == "apply" else "apply")("toy", repo)
+    assert snapshot(repo) == start
     # A dry run killed midway leaves its stage in the temporary folder; the next call sweeps it.
     assert _drive("check", repo, series, fault="kill:check") == -signal.SIGKILL
     assert len(_stale_stages() - stages_before) == 1
