@@ -423,7 +423,10 @@ def _lock(root: Path):
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         return None
-    fd = os.open(root, os.O_RDONLY)
+    try:
+        fd = os.open(root, os.O_RDONLY)
+    except OSError as exc:
+        raise PatchError(f"{root} is not a folder that can be patched: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
