@@ -114,6 +114,11 @@ def d_gap(
         gap = gap.reshape(gap.shape[0], -1).mean(dim=1)
     values = gap.detach().to(torch.float64)
     if range is None:
+        bad = int((~torch.isfinite(values)).sum())  # evaluation code: one sync is fine
+        if bad:
+            raise ValueError(
+                f"d_real - d_neg holds {bad} non-finite gap(s) of {values.numel()} (NaN or inf outputs), so the "
+                "histogram range cannot come from the data; pass range=(low, high) to count the finite ones")
         low, high = values.amin(), values.amax()
         equal = (low == high).to(torch.float64)  # histc's rule for a constant input, as tensors
         low, high = low - equal, high + equal

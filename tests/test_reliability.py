@@ -290,6 +290,7 @@ def _observe_typo(pm):
     (lambda pm: metrics.auroc(torch.rand(5), torch.full((3,), float("nan"))), "scores_out holds 3 NaN"),
     (lambda pm: metrics.d_gap(torch.rand(4), torch.rand(4), range=(0.0, float("inf"))), "range.*finite"),
     (lambda pm: metrics.d_gap(torch.rand(4), torch.rand(4), range=(float("nan"), 1.0)), "range.*finite"),
+    (lambda pm: metrics.d_gap(torch.tensor([float("inf"), 0.0]), torch.zeros(2)), "1 non-finite gap.*range="),
     (lambda pm: real_loss(torch.empty(0)), "real_logits must hold at least one"),
     (lambda pm: generator_loss(torch.empty(0, 1)), "fake_logits must hold at least one"),
     (lambda pm: discriminator_loss(torch.rand(2), torch.empty(0), torch.rand(2), nda_weight=0.5), "fake_logits"),
@@ -298,7 +299,7 @@ def _observe_typo(pm):
     (lambda pm: nda_info_nce_dense(torch.rand(2, 3, 0), torch.rand(2, 3, 0)), "D >= 1"),
     (lambda pm: _anda_on_nan(), "checked"),
     (_observe_typo, "checked"),
-], ids=["auroc-in", "auroc-out", "dgap-inf", "dgap-nan", "real-empty", "gen-empty", "d-empty",
+], ids=["auroc-in", "auroc-out", "dgap-inf", "dgap-nan", "dgap-data", "real-empty", "gen-empty", "d-empty",
         "neg-empty", "infonce-0", "dense-0", "anda-nan", "stats-typo"])
 def test_numbers_that_would_lie_raise_or_warn(pm, call, error):
     with pytest.raises(ValueError, match=error):
