@@ -318,7 +318,8 @@ class NDASession:
         neg, neg_labels = result
         if neg.shape != real.shape:
             raise ValueError(
-                f"{where}: nda_make_negatives returned negatives of shape {tuple(neg.shape)}, expected {tuple(real.shape)}"
+                f"{where}: nda_make_negatives returned negatives of shape {tuple(neg.shape)}, "
+                f"expected {tuple(real.shape)}"
             )
         if neg.dtype != real.dtype or neg.device != real.device:
             raise ValueError(f"{where}: negatives must have the dtype and device of real ({real.dtype} on "
@@ -329,8 +330,8 @@ class NDASession:
         if neg.untyped_storage().data_ptr() == real.untyped_storage().data_ptr():
             raise ValueError(f"{where}: the negatives share memory with the real batch (the batch itself or a "
                              "view of it); a negative must be a new tensor that differs from its source")
-        if labels is not None and neg_labels is not None and (
-                not isinstance(neg_labels, torch.Tensor) or neg_labels.dim() == 0 or neg_labels.shape[0] != neg.shape[0]):
+        rows_ok = isinstance(neg_labels, torch.Tensor) and neg_labels.dim() > 0 and neg_labels.shape[0] == neg.shape[0]
+        if labels is not None and neg_labels is not None and not rows_ok:
             got = tuple(neg_labels.shape) if isinstance(neg_labels, torch.Tensor) else type(neg_labels).__name__
             raise ValueError(f"{where}: negative labels must be a tensor with one row per negative "
                              f"({neg.shape[0]}), got {got}")

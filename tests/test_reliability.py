@@ -120,6 +120,7 @@ def _in_place(real):
 
 
 @pytest.mark.parametrize("make, error", [
+    (lambda real: (real.flip(0), "labels"), "negative labels"),
     (lambda real: real[:, :, :4], "shape"),
     (lambda real: real.double(), "dtype"),
     (lambda real: torch.empty_like(real, device="meta"), "device"),
@@ -127,18 +128,20 @@ def _in_place(real):
     (lambda real: real.view(real.shape), "share memory"),
     (_in_place, "in place"),
     (lambda real: "not a tensor", "must return"),
-], ids=["shape", "dtype", "device", "itself", "view", "in-place", "type"])
+], ids=["labels", "shape", "dtype", "device", "itself", "view", "in-place", "type"])
 def test_negatives_contract_is_enforced_and_names_the_plugin(pm, make, error):
     class Rogue:
         @hookimpl(tryfirst=True)
         def nda_make_negatives(self, real, labels):
             out = make(real)
+            if isinstance(out, tuple):  # (negatives, wrong labels)
+                return out[0], labels[:1]
             return out if isinstance(out, str) else (out, labels)
 
     register(pm, Rogue(), name="rogue-plugin")
     session = NDASession(plugin_manager=pm)
     with pytest.raises((TypeError, ValueError, RuntimeError), match=f"rogue-plugin.*{error}|{error}.*rogue-plugin"):
-        session.negatives(torch.rand(4, 3, 8, 8), step=0)
+        session.negatives(torch.rand(4, 3, 8, 8), torch.arange(4), step=0)
 
 
 def test_negatives_contract_accepts_good_plugins(pm):
@@ -309,7 +312,8 @@ def test_numbers_that_would_lie_raise_or_warn(pm, call, error):
 def test_numbers_still_fine_for_correct_input(pm):
     assert float(metrics.auroc(torch.tensor([3.0, 2.0]), torch.tensor([2.0, 1.0]))) == 0.875
     assert fake_side_loss(torch.rand(2), torch.empty(0), nda_weight=0.0).isfinite()  # w=0 ignores negatives
-    assert nat_loss(torch.rand(3, 4), torch.tensor([0, -1, 3]), negative_mask=torch.tensor([False, True, False])).isfinite()
+    mask = torch.tensor([False, True, False])
+    assert nat_loss(torch.rand(3, 4), torch.tensor([0, -1, 3]), negative_mask=mask).isfinite()
 
 
 # ----------------------------------------------------------------------------------------
@@ -333,7 +337,8 @@ def _corrupt_image(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("call, error", [
-    (lambda tp, mp: nat_loss(torch.rand(3, 4), torch.tensor([0, 4, 1]), negative_mask=None), r"targets must hold class indices in \[0, 3\], got \[4\]"),
+    (lambda tp, mp: nat_loss(torch.rand(3, 4), torch.tensor([0, 4, 1]), negative_mask=None),
+     r"targets must hold class indices in \[0, 3\], got \[4\]"),
     (lambda tp, mp: nat_gan_discriminator_loss(torch.rand(2, 3), torch.tensor([-1, 0]), torch.rand(2, 3)),
      r"real_labels must hold class indices in \[0, 2\], got \[-1\]"),
     (lambda tp, mp: transforms.build("jigsaw", plugin_manager=3), "plugin_manager must be a pluggy.PluginManager.*int"),

@@ -77,7 +77,8 @@ def nda_state_dict(session):
 
 def _check_int(state: dict, key: str, high: int | None = None) -> int:
     value = state.get(key)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0 or (high is not None and value > high):
+    too_high = high is not None and isinstance(value, numbers.Integral) and value > high
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0 or too_high:
         bound = f"an int in [0, {high}]" if high is not None else "an int >= 0"
         raise ValueError(f"state[{STATE_KEY!r}][{key!r}] must be {bound}, got {value!r}")
     return int(value)
