@@ -212,10 +212,15 @@ class NDAGD(nn.Module):
 
     def forward(self, z, gy, x=None, dy=None, train_G=False, return_G_z=False, split_D=False):
         self.pending = None
-        w = 0.0 if (x is None or train_G) else self.weight()
-        self.last_weight = w
+        d_step = x is not None and not train_G
+        w = self.weight() if d_step else 0.0
+        if d_step:
+            self.last_weight = w
         if w == 0.0:
             return self.gd(z, gy, x, dy, train_G=train_G, return_G_z=return_G_z, split_D=split_D)
+        # Upstream's z_ / y_ are a Tensor subclass (utils.Distribution) whose .to() re-samples
+        # setup; work on plain tensors.
+        z, gy = z.as_subclass(torch.Tensor), gy.as_subclass(torch.Tensor)
         step = self.session.num_advances
         neg, neg_y = self.session.negatives(x, dy, step=step)
         neg = neg.to(x.dtype)
