@@ -205,7 +205,8 @@ class NDAGD(nn.Module):
         return self.session.weight(self.session.num_advances)
 
     def _run(self, module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.gd, nn.DataParallel):
+        # DataParallel without devices (CPU-only torch) forwards directly, as upstream's GD does.
+        if isinstance(self.gd, nn.DataParallel) and getattr(self.gd, "device_ids", None):
             return nn.parallel.data_parallel(module, inputs, device_ids=self.gd.device_ids,
                                              output_device=self.gd.output_device)
         return module(*inputs)
