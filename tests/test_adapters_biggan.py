@@ -288,3 +288,28 @@ def test_bad_wrapper_arguments():
         NDAGD(nn.Linear(1, 1), session, state_dict={})
     with pytest.raises(ValueError, match="start_epoch must be an int >= 0"):
         NDAGD(TinyGD(TinyG(), TinyD()), session, state_dict={}, start_epoch=-1)
+
+
+# -- launch scripts -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script,conditional", [("train_cifar10_nda.sh", False), ("train_cifar10_cond_nda.sh", True)])
+def test_launch_scripts_hold_the_papers_cifar10_recipe(script, conditional):
+    import re
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    import nda_plugins.adapters.biggan as pkg
+
+    path = Path(pkg.__file__).parent / script
+    assert subprocess.run(["sh", "-n", str(path)]).returncode == 0
+    text = path.read_text()
+    cmd = re.search(r'exec "\$PYTHON" train\.py \\\n(.*?)"\$@"', text, re.S).group(1).replace("\\\n", " ")
+    p = parser()
+    for flag in ("--dataset", "--batch_size", "--num_D_steps", "--G_lr", "--D_lr", "--experiment_name"):
+        p.add_argument(flag)
+    cfg, _ = p.parse_known_args(shlex.split(cmd))
+    assert (cfg.batch_size, cfg.num_D_steps, cfg.G_lr, cfg.D_lr, cfg.dataset) == ("64", "4", "2e-4", "2e-4", "C10")
+    assert (cfg.nda, cfg.nda_weight, cfg.unconditional) == ("jigsaw", 0.75, not conditional)
+    assert "patch apply biggan" in text
