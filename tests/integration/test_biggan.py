@@ -76,14 +76,15 @@ def test_biggan_series_train_resume_score_revert(tmp_path, monkeypatch):
         (checkout / sub).mkdir()
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
-    # Unconditional, weighted: 4 iterations and a save, then resume for 4 more.
+    # Unconditional, weighted: 4 iterations and a save. Upstream resumes at the start of the epoch
+    # it saved in (epoch 0 here), so the second run trains 8 iterations: itr 12, NDA step 12.
     nda = ["--nda", "jigsaw", "--nda_weight", "0.75", "--nda_mode", "weighted", "--unconditional"]
     out = train(checkout, data, "uncond", 1, *nda)
     assert re.search(r"itr: 4, .*NDA_w : \+0\.750", out), out[-2000:]
     assert saved_nda(checkout, "uncond") == {"itr": 4, "epoch": 0, "nda_steps": 4}
     out = train(checkout, data, "uncond", 2, *nda, "--resume")
-    assert "Restored NDA state: step 4" in out and re.search(r"itr: 8, .*NDA_w", out)
-    assert saved_nda(checkout, "uncond") == {"itr": 8, "epoch": 1, "nda_steps": 8}
+    assert "Restored NDA state: step 4" in out and re.search(r"itr: 12, .*NDA_w : \+0\.750", out)
+    assert saved_nda(checkout, "uncond") == {"itr": 12, "epoch": 1, "nda_steps": 12}
 
     # Conditional: a checkpoint written without NDA still loads (NDA starts at step 0) and the
     # replace estimator trains on; then resume with its NDA state.
@@ -91,11 +92,11 @@ def test_biggan_series_train_resume_score_revert(tmp_path, monkeypatch):
     assert "NDA_w" not in out and saved_nda(checkout, "cond")["nda_steps"] is None
     rep = ["--nda", "jigsaw", "--nda_mode", "replace"]
     out = train(checkout, data, "cond", 2, *rep, "--resume")
-    assert "Restored NDA state" not in out and re.search(r"itr: 8, .*NDA_w : \+0\.750", out), out[-2000:]
-    assert saved_nda(checkout, "cond") == {"itr": 8, "epoch": 1, "nda_steps": 4}
+    assert "Restored NDA state" not in out and re.search(r"itr: 12, .*NDA_w : \+0\.750", out), out[-2000:]
+    assert saved_nda(checkout, "cond") == {"itr": 12, "epoch": 1, "nda_steps": 8}
     out = train(checkout, data, "cond", 3, *rep, "--resume")
-    assert "Restored NDA state: step 4" in out
-    assert saved_nda(checkout, "cond")["nda_steps"] == 8
+    assert "Restored NDA state: step 8" in out
+    assert saved_nda(checkout, "cond") == {"itr": 20, "epoch": 2, "nda_steps": 16}
 
     # nda anomaly-score on the conditional checkpoint (class 0 images vs a dark OOD folder).
     ood = image_folder(tmp_path / "ood", classes=1, dark=True)
