@@ -69,7 +69,18 @@ def test_biggan_series_train_resume_score_revert(tmp_path, monkeypatch):
     before = {rel: _patching.sha256(checkout / rel) for rel in series.files}
     assert before == {rel: h["pristine"] for rel, h in series.files.items()}
 
+    # a dirty tree is refused, naming the file, and left as it was
+    utils_py = checkout / "utils.py"
+    pristine = utils_py.read_bytes()
+    utils_py.write_bytes(pristine + b"# local change\n")
+    with pytest.raises(_patching.PatchError, match="utils.py"):
+        _patching.apply("biggan", checkout)
+    assert utils_py.read_bytes() == pristine + b"# local change\n"
+    utils_py.write_bytes(pristine)
+    assert _patching.status(checkout)["upstream"] == "biggan"
+
     assert "applied" in _patching.apply("biggan", checkout)
+    assert _patching.status(checkout)["state"] == "applied"
     assert "already applied" in _patching.apply("biggan", checkout)
     data = image_folder(tmp_path / "data" / "ImageNet").parent  # upstream appends /ImageNet for I32
     for sub in ("w", "s", "l"):
