@@ -43,6 +43,7 @@ __all__ = [
     "nda_weight_from_lambda",
     "real_loss",
     "replace_fakes",
+    "replace_mask",
     "select_replaced",
 ]
 
@@ -383,10 +384,40 @@ def replace_fakes(
         )
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    batch = fake.shape[0]
-    coins = torch.rand(batch, generator=generator, device=fake.device)
-    replaced = coins < w
+    replaced = replace_mask(fake.shape[0], nda_weight=w, generator=generator, device=fake.device)
     return select_replaced(replaced, fake, negatives), replaced
+
+
+def replace_mask(
+    batch: int,
+    *,
+    nda_weight: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The coins of :func:`replace_fakes` alone: ``(batch,)`` bools, each ``True`` with probability ``w``.
+
+    For training loops that make the fakes inside a module they cannot reach from outside (a
+    ``DataParallel`` replica): draw the mask where the negatives are made, pass it in, and mix
+    with :func:`select_replaced` there.
+
+    Args:
+        batch: number of rows (int >= 1).
+        nda_weight: ``w`` in ``[0, 1)`` (a Python number).
+        generator: ``torch.Generator`` on ``device``, or ``None`` (the global generator).
+        device: where the mask lives (default: the generator's device, else the CPU).
+
+    Returns:
+        A ``(batch,)`` bool tensor.
+    """
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+        raise ValueError(f"batch must be an int >= 1, got {batch!r}")
+    w = _check_weight("nda_weight", nda_weight)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if device is None:
+        device = generator.device if generator is not None else "cpu"
+    return torch.rand(int(batch), generator=generator, device=device) < w
 
 
 def select_replaced(

@@ -26,6 +26,10 @@ OPTIONS = {
     "data-efficient-gans": "nda_plugins.adapters.diffaugment.options",
     "insgen": "nda_plugins.adapters.insgen.options",
 }
+#: series whose flags an argparse helper of the adapter declares (one call in the patch)
+ARGPARSE_OPTIONS = {
+    "biggan": "nda_plugins.adapters.biggan.options",
+}
 
 
 def hunks(patch_text: str):
@@ -115,6 +119,8 @@ def test_compat_patches_keep_fused_ops(name):
 
 @pytest.mark.parametrize("name", SERIES)
 def test_flags_in_patch_map_to_session_arguments(name):
+    if name in ARGPARSE_OPTIONS:
+        pytest.skip("argparse flags: test_argparse_flags_in_patch_map_to_session_arguments")
     options = importlib.import_module(OPTIONS[name])
     from nda_plugins import NDASession
 
@@ -129,3 +135,21 @@ def test_flags_in_patch_map_to_session_arguments(name):
     for flag, (kw, arg) in options.FLAGS.items():
         assert arg in params, f"{flag} maps to {arg}, which NDASession does not take"
         assert re.search(rf"^\s+{kw}\s*= None,", added, re.M), f"setup_training_loop_kwargs lacks {kw}=None"
+
+
+@pytest.mark.parametrize("name", sorted(ARGPARSE_OPTIONS))
+def test_argparse_flags_in_patch_map_to_session_arguments(name):
+    import argparse
+
+    options = importlib.import_module(ARGPARSE_OPTIONS[name])
+    from nda_plugins import NDASession
+
+    patches = _patching.load_series(series_dirs()[name]).patches
+    added = "\n".join(line for p in patches for line in hunks(p.read_text(encoding="utf-8"))[0])
+    assert re.search(r"^\s+nda_options\.add_arguments\(parser\)$", added, re.M), "the patch must declare the flags"
+    declared = {a.option_strings[0] for a in options.add_arguments(argparse.ArgumentParser())._actions
+                if a.option_strings and a.dest != "help"}
+    assert set(options.FLAGS) <= declared
+    params = inspect.signature(NDASession).parameters
+    for flag, (_, arg) in options.FLAGS.items():
+        assert arg in params, f"{flag} maps to {arg}, which NDASession does not take"

@@ -15,6 +15,7 @@ from .. import __version__
 
 #: name -> ("module:attribute", short help shown by ``nda --help`` without importing it).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "anomaly-score": ("nda_plugins.cli.anomaly:anomaly_score", "AUROC of a trained D's scores: in-distribution vs OOD folders."),
     "demo": ("nda_plugins.cli.demo:demo", "Run the built-in NDA demo."),
     "doctor": ("nda_plugins.cli.doctor:doctor", "Report versions, compilers, extras, patch status."),
     "list": ("nda_plugins.cli.list_cmd:list_cmd", "List plugins, transforms, schedules, adapters."),
