@@ -85,3 +85,25 @@ def test_cli_apply_check_revert(checkout):
     assert "pix2pix: applied" in res.output
     assert runner.invoke(patch_cli, ["revert", "pix2pix", str(checkout)]).exit_code == 0
     assert not (checkout / NEW).exists()
+
+
+def test_launch_script_patches_then_trains(checkout, tmp_path):
+    from nda_plugins.adapters import __file__ as adapters_init
+
+    script = Path(adapters_init).parent / "pix2pix" / "train_nda.sh"
+    assert "patch apply pix2pix " in script.read_text()
+    proc = subprocess.run(["sh", str(script), str(checkout)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "usage:" in proc.stderr
+    # a stand-in train.py that prints its arguments: the script patched the checkout and added the recipe
+    (checkout / "train.py").write_text("import sys\nprint(' '.join(sys.argv[1:]))\n# create_model\n")
+    git(checkout, "commit", "-qam", "stand-in train.py")
+    data = tmp_path / "facades"
+    data.mkdir()
+    import sys
+
+    proc = subprocess.run(["sh", str(script), str(checkout), str(data), "--n_epochs", "1"], capture_output=True,
+                          text=True, env={**__import__("os").environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stderr
+    assert (checkout / NEW).is_file()
+    assert f"--dataroot {data} --name facades_pix2pix_nda --model pix2pix_nda --direction BtoA " \
+           "--nda jigsaw --nda_weight 0.75 --n_epochs 1" in proc.stdout
