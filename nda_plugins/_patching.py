@@ -4,12 +4,7 @@ A series lives in ``nda_plugins/patches/<name>/``: ``git format-patch`` files, a
 (their order, with comments) and ``upstream.json``::
 
     {"name": ..., "repo": ..., "commit": <pinned sha>, "subdir": "" | "<folder in repo>",
-     "aliases": [...], "files": {"<path>": {"pristine": <sha256>, "patched": <sha256>}},
-     "requires": {"<path>": "<text it contains>"}}
-
-A file the series adds has ``"pristine": null`` (absent before, removed again by revert).
-``requires`` (optional) names upstream files the checkout must have, for series whose files are
-all new.
+     "aliases": [...], "files": {"<path>": {"pristine": <sha256>, "patched": <sha256>}}}
 
 A checkout is identified by the SHA-256 of the files the series touches (so a tarball without
 ``.git`` works too); for a git checkout the commit is reported beside it. Applying is staged:
@@ -69,12 +64,6 @@ class Series:
     @property
     def commit(self) -> str:
         return self.meta.get("commit", "")
-
-    @property
-    def requires(self) -> dict[str, str]:
-        """``{path: text it must contain}`` for files a checkout must have (``upstream.json``
-        ``requires``; used when the series only adds files, so no pristine hash identifies it)."""
-        return self.meta.get("requires", {}) or {}
 
     @property
     def subdir(self) -> str:
@@ -222,16 +211,6 @@ def series_state(series: Series, path: Path) -> dict[str, Any]:
         elif digest is None:
             per_file[rel] = "missing"
         else:
-            per_file[rel] = "unknown"
-    # Series that only add files have no pristine hashes to recognise the checkout by: their
-    # upstream.json names files the checkout must have (and a line each must contain).
-    for rel, marker in series.requires.items():
-        try:
-            text = (root / rel).read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
-            per_file[rel] = "missing"
-            continue
-        if marker and marker.encode("utf-8") not in text:
             per_file[rel] = "unknown"
     values = set(per_file.values())
     if values == {"pristine"}:

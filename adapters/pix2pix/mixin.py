@@ -4,7 +4,7 @@
 base what ``Pix2PixModel`` has: ``opt``, ``device``, ``save_dir``, ``netD`` (conditional, input
 ``cat(A, B)`` on channels), ``criterionGAN(pred, target_is_real)``, ``real_A`` / ``real_B`` /
 ``fake_B`` after ``forward()``, ``backward_D()``, ``optimize_parameters()``,
-``save_networks(epoch)`` and ``load_networks(epoch)``.
+``save_networks(epoch)``, ``load_networks(epoch)`` and ``setup(opt)``.
 
 With ``--nda`` the discriminator's objective becomes (pix2pix halves D's loss)::
 
@@ -17,7 +17,8 @@ for its negative pair with probability ``w`` (:func:`nda_plugins.losses.replace_
 G's objective is unchanged. Without ``--nda`` every method is upstream's.
 
 The NDA step is ``session.num_advances`` (one per ``optimize_parameters``), saved with the networks
-as ``<epoch>_nda_state.pth`` and restored by ``load_networks`` (``--continue_train``), so schedules
+as ``<epoch>_nda_state.pth`` and restored by ``setup`` with ``--continue_train`` (and by
+``load_networks``), so schedules
 and the negatives' generator continue where they stopped.
 """
 
@@ -134,23 +135,46 @@ class Pix2PixNDAMixin:
     # -- checkpoints ------------------------------------------------------------------------
 
     def nda_state_path(self, epoch: Any) -> str:
-        return os.path.join(self.save_dir, STATE_FILE.format(epoch=epoch))
+        """``<save_dir>/<epoch>_nda_state.pth`` (rank 0) or ``..._nda_state_rank<r>.pth`` (rank r > 0:
+        each DDP rank has its own negatives' generator)."""
+        rank = _world()[0]
+        name = STATE_FILE.format(epoch=epoch)
+        if rank:
+            name = name[: -len(".pth")] + f"_rank{rank}.pth"
+        return os.path.join(self.save_dir, name)
 
     def save_networks(self, epoch: Any) -> None:
-        """Upstream's save, plus the NDA state as ``<epoch>_nda_state.pth`` (rank 0, atomic)."""
+        """Upstream's save (rank 0), plus this rank's NDA state (atomic: written, then renamed)."""
         super().save_networks(epoch)
-        if self.nda is None or _world()[0] != 0:
+        if self.nda is None:
             return
         path = self.nda_state_path(epoch)
         tmp = path + ".tmp"
         torch.save({"version": STATE_VERSION, "session": self.nda.state_dict()}, tmp)
         os.replace(tmp, path)
 
+    def setup(self, opt: Any) -> None:
+        """Upstream's setup; with ``--continue_train`` also the NDA state saved with the networks.
+
+        (Upstream at 2a7afba loads the networks inside ``setup``, not through ``load_networks``.)
+        """
+        super().setup(opt)
+        if self.nda is not None and getattr(opt, "continue_train", False):
+            load_iter = getattr(opt, "load_iter", 0) or 0
+            self.nda_load_state(f"iter_{load_iter}" if load_iter > 0 else opt.epoch)
+
     def load_networks(self, epoch: Any) -> None:
-        """Upstream's load, plus the NDA state when it was saved (older checkpoints: fresh state)."""
+        """Upstream's load, plus the NDA state saved with those networks."""
         super().load_networks(epoch)
-        if self.nda is None:
-            return
+        if self.nda is not None:
+            self.nda_load_state(epoch)
+
+    def nda_load_state(self, epoch: Any) -> None:
+        """Restore the NDA state saved as ``epoch``; a checkpoint without one starts NDA at step 0.
+
+        Raises:
+            ValueError: the file is not an NDA state file (the session is unchanged).
+        """
         path = self.nda_state_path(epoch)
         if not os.path.isfile(path):
             warnings.warn(f"no NDA state at {path} (a checkpoint from a run without --nda?); "
