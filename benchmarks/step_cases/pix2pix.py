@@ -3,8 +3,8 @@
 The step is ``forward()`` + ``backward_D()`` + ``optimizer_D.step()`` of the NDA model
 (:class:`nda_plugins.adapters.pix2pix.mixin.Pix2PixNDAMixin`) on a tiny config: batch 8, 64x64,
 upstream's 3-layer PatchGAN D (``ndf=16``) and a small generator. With ``NDA_UPSTREAM_PIX2PIX``
-set to a checkout, upstream's own ``Pix2PixModel`` is used (``--netG unet_64 --ndf 16``
-equivalent options); without it, a stand-in with the same D layout (``basic`` PatchGAN:
+set to a checkout, upstream's own ``Pix2PixModel`` is used (``--netG resnet_6blocks --ngf 8 --ndf 16``,
+set up by its own ``setup``); without it, a stand-in with the same D layout (``basic`` PatchGAN:
 conv-LeakyReLU, 2x conv-norm-LeakyReLU, conv-norm-LeakyReLU, conv; BCE-with-logits GANLoss).
 """
 
@@ -101,7 +101,7 @@ def build(variant: str | None, device: torch.device, seed: int = 0) -> dict:
     if upstream:
         from options.train_options import TrainOptions
 
-        argv = ["--dataroot", ".", "--model", "pix2pix", "--netG", "unet_64", "--ndf", str(NDF),
+        argv = ["--dataroot", ".", "--model", "pix2pix", "--netG", "resnet_6blocks", "--ngf", "8", "--ndf", str(NDF),
                 "--checkpoints_dir", tempfile.mkdtemp(prefix="nda-bench-"), "--name", "bench"] + argv
         parser = TrainOptions().initialize(argparse.ArgumentParser())
         parser = cls.modify_commandline_options(parser, True)
@@ -115,8 +115,11 @@ def build(variant: str | None, device: torch.device, seed: int = 0) -> dict:
         opt.isTrain, opt.device, opt.save_dir = True, torch.device(device), tempfile.mkdtemp(prefix="nda-bench-")
     torch.manual_seed(seed)
     model = cls(opt)
+    if upstream:
+        model.setup(opt)  # upstream's init and .to(device)
     g = torch.Generator().manual_seed(seed)
-    data = {"A": torch.rand(BATCH, 3, RES, RES, generator=g) * 2 - 1, "B": torch.rand(BATCH, 3, RES, RES, generator=g) * 2 - 1}
+    data = {"A": torch.rand(BATCH, 3, RES, RES, generator=g) * 2 - 1, "B": torch.rand(BATCH, 3, RES, RES, generator=g) * 2 - 1,
+            "A_paths": [""] * BATCH, "B_paths": [""] * BATCH}
     model.set_input(data)
     with torch.no_grad():
         model.forward()
