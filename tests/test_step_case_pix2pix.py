@@ -12,7 +12,7 @@ CASE = Path(__file__).resolve().parents[1] / "benchmarks" / "step_cases" / "pix2
 
 
 @pytest.fixture(scope="module")
-def case(monkeypatch_module=None):
+def case():
     spec = importlib.util.spec_from_file_location("step_case_pix2pix", CASE)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
