@@ -285,14 +285,15 @@ def test_fused_ops_probe_runs_upstreams_init(tmp_path):
         assert report["bias_act"]["built"] and report["upfirdn2d"]["built"]
 
 
-@pytest.mark.parametrize("adapter", ["stylegan2_ada", "diffaugment", "insgen"])
+@pytest.mark.parametrize("adapter", ["stylegan2_ada", "diffaugment", "insgen", "pix2pix"])
 def test_launch_scripts_exist_and_check_their_arguments(adapter, tmp_path):
     from nda_plugins.adapters import __file__ as adapters_init
 
     script = Path(adapters_init).parent / adapter / "train_nda.sh"
     assert script.is_file()
     text = script.read_text()
-    series = {"stylegan2_ada": "stylegan2-ada", "diffaugment": "data-efficient-gans", "insgen": "insgen"}[adapter]
+    series = {"stylegan2_ada": "stylegan2-ada", "diffaugment": "data-efficient-gans", "insgen": "insgen",
+              "pix2pix": "pix2pix"}[adapter]
     assert f"patch apply {series} " in text and _patching.get_series(series)
     proc = subprocess.run(["sh", str(script)], capture_output=True, text=True)
     assert proc.returncode == 2 and "usage:" in proc.stderr
