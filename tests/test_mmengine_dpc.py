@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -188,11 +189,14 @@ def test_torchrun_two_processes_on_cpu_trains_and_resumes(tmp_path):
         "train_dataloader = dict(batch_size=4, dataset=dict(num_clips=16, size=16))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    base = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master-port=0",
+    with socket.socket() as sock:  # a free port (torchrun's --master-port=0 hangs here)
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    base = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master-port={port}",
             "-m", "nda_plugins.adapters.mmengine_dpc.train", str(cfg), "--launcher", "pytorch",
             "--work-dir", str(tmp_path / "run")]
     for epochs, extra in ((1, []), (2, ["--resume"])):
-        proc = subprocess.run(base + ["--max-epochs", str(epochs), *extra], env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(base + ["--max-epochs", str(epochs), *extra], env=env, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "run" / "epoch_2.pth").is_file()
     log = proc.stdout + proc.stderr
