@@ -1,0 +1,67 @@
+"""Train DPC (with or without NDA) with mmengine's Runner; CPU or GPU, single process or torchrun.
+
+Examples:
+    python -m nda_plugins.adapters.mmengine_dpc.train dpc_nda_moving_shapes --work-dir runs/nda
+    torchrun --nproc_per_node=2 -m nda_plugins.adapters.mmengine_dpc.train dpc_nda_moving_shapes \
+        --launcher pytorch --work-dir runs/nda2
+    python -m nda_plugins.adapters.mmengine_dpc.train dpc_nda_moving_shapes --work-dir runs/nda --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def build_runner(config: str, work_dir: str | None = None, launcher: str = "none", resume: bool = False,
+                 max_epochs: int | None = None, video_root: str | None = None):
+    """The configured ``Runner`` (config: a shipped name or a path to a config file)."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from nda_plugins.adapters.mmengine_dpc import config_path
+    from nda_plugins.mmengine import compat
+
+    compat.install_checkpoint_loader()
+    if launcher not in ("none", "pytorch"):
+        raise ValueError(f"launcher must be 'none' or 'pytorch', got {launcher!r}")
+    if launcher == "pytorch" and not compat.init_cpu_distributed("gloo" if not _cuda() else "nccl"):
+        raise ValueError("launcher='pytorch' needs torchrun's environment (RANK, WORLD_SIZE)")
+    cfg = Config.fromfile(config if os.path.isfile(config) else config_path(config))
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    if max_epochs is not None:
+        cfg.train_cfg.max_epochs = max_epochs
+    if video_root is not None:
+        cfg.train_dataloader.dataset = dict(type="nda_plugins.VideoFolder", root=video_root, frames=8)
+    cfg.resume = bool(resume)
+    return Runner.from_cfg(cfg)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="shipped config name (dpc_moving_shapes, dpc_nda_moving_shapes) or a path")
+    parser.add_argument("--work-dir")
+    parser.add_argument("--launcher", default="none", choices=["none", "pytorch"])
+    parser.add_argument("--resume", action="store_true", help="resume from the work dir's last checkpoint")
+    parser.add_argument("--max-epochs", type=int)
+    parser.add_argument("--video-root", help="folder of <class>/<clip>.pt clips instead of the embedded videos")
+    args = parser.parse_args(argv)
+    try:
+        runner = build_runner(args.config, args.work_dir, args.launcher, args.resume, args.max_epochs, args.video_root)
+    except (TypeError, ValueError, FileNotFoundError) as exc:
+        parser.error(str(exc))
+    runner.train()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
