@@ -648,17 +648,18 @@ def generate_pairs(
     generator = generator.to(device).eval()
     navigator = navigator.to(device).eval()
     rng = torch.Generator().manual_seed(seed)
-    zs, z_news = [], []
+    zs, z_news, size = [], [], 0
     for start in range(0, num, batch_size):
         z = torch.randn(min(batch_size, num - start), navigator.latent_dim, generator=rng).to(device)
         z_new = navigator(z)
         for name, imgs in (("anchor", generator(z)), ("positive", generator(z_new))):
+            size = imgs.shape[-1]
             for i, pixels in enumerate(_to_uint8(imgs)):
                 write_png(out / name / f"{start + i:06d}.png", pixels)
         zs.append(z.cpu())
         z_news.append(z_new.cpu())
     torch.save({"z": torch.cat(zs), "z_new": torch.cat(z_news)}, out / "latents.pt")
-    (out / "meta.json").write_text(json.dumps({"num": num, "seed": seed, "latent_dim": navigator.latent_dim}, indent=2))
+    (out / "meta.json").write_text(json.dumps({"num": num, "seed": seed, "latent_dim": navigator.latent_dim, "size": size}, indent=2))
     return out
 
 
