@@ -13,7 +13,7 @@ model = dict(
 )
 train_dataloader = dict(
     dataset=dict(type="nda_plugins.PairDataset", data_root="./nda-runs/copgen/pairs", positives="generated"),
-    sampler=dict(type="DefaultSampler", shuffle=True),
+    sampler=dict(type="InfiniteSampler", shuffle=True),
     batch_size=64,
     num_workers=0,
 )

@@ -22,6 +22,8 @@ import click
 from . import config_path
 
 MODEL_CFG = "copgen_model.json"
+# Scalars of the last navigator iteration kept in navigator_stats.json.
+NAVIGATOR_STATS = ("loss_mi", "loss_navigator", "consistency", "step_norm_mean", "step_norm_std")
 
 
 def _runner(name: str, work_dir: Path, options: dict[str, Any], *, resume: bool = False):
@@ -36,7 +38,6 @@ def _runner(name: str, work_dir: Path, options: dict[str, Any], *, resume: bool 
     cfg.merge_from_dict(options)
     cfg.work_dir = str(work_dir)
     cfg.resume = resume
-    cfg.log_level = "WARNING"
     return Runner.from_cfg(cfg)
 
 
@@ -46,7 +47,8 @@ def _check_new(path: Path, flag: str) -> None:
 
 
 def train_navigator(work_dir: Path, *, iters: int, batch_size: int, generator: str | None, generator_steps: int,
-                    size: int, latent_dim: int, seed: int = 0, resume: bool = False) -> Path:
+                    size: int, latent_dim: int, seed: int = 0, resume: bool = False,
+                    estimator_lr: float = 3e-5, navigator_lr: float = 1e-5) -> Path:
     """Run the navigator config; returns the last checkpoint's path."""
     model: dict[str, Any] = {"seed": seed}
     if generator is None:
@@ -59,12 +61,17 @@ def train_navigator(work_dir: Path, *, iters: int, batch_size: int, generator: s
         "train_dataloader.dataset.latent_dim": latent_dim,
         "train_dataloader.dataset.seed": seed,
         "train_cfg.max_iters": iters,
+        "optim_wrapper.estimator.optimizer.lr": estimator_lr,
+        "optim_wrapper.navigator.optimizer.lr": navigator_lr,
         "default_hooks.checkpoint.interval": iters,
         "default_hooks.logger.interval": max(1, iters // 5),
     }
     runner = _runner("navigator", work_dir, options, resume=resume)
     runner.train()
     (work_dir / MODEL_CFG).write_text(json.dumps(runner.cfg.model.to_dict(), indent=2))
+    hub = runner.message_hub
+    stats = {key: float(hub.get_scalar(f"train/{key}").current()) for key in NAVIGATOR_STATS}
+    (work_dir / "navigator_stats.json").write_text(json.dumps(dict(stats, iters=iters, batch_size=batch_size), indent=2))
     return Path((work_dir / "last_checkpoint").read_text().strip())
 
 
@@ -124,12 +131,16 @@ def main() -> None:
 @click.option("--latent-dim", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="continue from WORK_DIR's last checkpoint")
-def navigator(work_dir, iters, batch_size, generator, generator_steps, size, latent_dim, seed, resume):
+@click.option("--estimator-lr", type=click.FloatRange(min=0, min_open=True), default=3e-5, show_default=True)
+@click.option("--navigator-lr", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True)
+def navigator(work_dir, iters, batch_size, generator, generator_steps, size, latent_dim, seed, resume,
+              estimator_lr, navigator_lr):
     """Train the navigator against the InfoNCE MI estimator."""
     if not resume and work_dir.exists():
         _check_new(work_dir, "--work-dir")
     ckpt = train_navigator(work_dir, iters=iters, batch_size=batch_size, generator=generator,
-                           generator_steps=generator_steps, size=size, latent_dim=latent_dim, seed=seed, resume=resume)
+                           generator_steps=generator_steps, size=size, latent_dim=latent_dim, seed=seed, resume=resume,
+                           estimator_lr=estimator_lr, navigator_lr=navigator_lr)
     click.echo(f"navigator checkpoint: {ckpt}")
 
 
@@ -163,7 +174,8 @@ def contrastive(pairs, work_dir, positives, iters, batch_size, nda, seed):
     click.echo(json.dumps(row, indent=2))
 
 
-def _compare(pairs: Path, work_dir: Path, iters: int, batch_size: int, nda: str | None, seed: int) -> str:
+def _compare(pairs: Path, work_dir: Path, iters: int, batch_size: int, nda: str | None, seed: int,
+             extra: dict[str, Any] | None = None) -> str:
     import torch
 
     from nda_plugins.copgen import Estimator
@@ -181,7 +193,7 @@ def _compare(pairs: Path, work_dir: Path, iters: int, batch_size: int, nda: str 
                          "probe": probe(untrained, size=image_size or 32)}
     results = {"pairs": str(pairs), "iters": iters, "batch_size": batch_size, "nda": nda, "seed": seed,
                "probe": "ridge classifier on frozen backbone features, 3 procedural classes (disc/square/ring)",
-               "runs": runs}
+               "runs": runs, **(extra or {})}
     return write_results(work_dir, results)
 
 
@@ -206,20 +218,31 @@ def compare(pairs, work_dir, iters, batch_size, nda, seed):
 @click.option("--latent-dim", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--nda", default=None, help="as for `compare`")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def all_(work_dir, quick, generator, latent_dim, nda, seed):
+@click.option("--navigator-iters", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--contrastive-iters", type=click.IntRange(min=1), default=200, show_default=True,
+              help="iterations of each contrastive run (the same for both: equal budget)")
+@click.option("--estimator-lr", type=click.FloatRange(min=0, min_open=True), default=3e-5, show_default=True)
+@click.option("--navigator-lr", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True)
+def all_(work_dir, quick, generator, latent_dim, nda, seed, navigator_iters, contrastive_iters, estimator_lr, navigator_lr):
     """navigator -> generate -> compare in WORK_DIR."""
     if work_dir.exists():
         _check_new(work_dir, "--work-dir")
     s = dict(nav_iters=4, nav_batch=8, gen_steps=2, size=16, num=64, iters=4, batch=16) if quick else \
-        dict(nav_iters=150, nav_batch=32, gen_steps=300, size=32, num=1024, iters=200, batch=64)
+        dict(nav_iters=navigator_iters, nav_batch=32, gen_steps=300, size=32, num=1024, iters=contrastive_iters,
+             batch=64)
     from nda_plugins.copgen import generate_pairs
 
     nav_dir = work_dir / "navigator"
     train_navigator(nav_dir, iters=s["nav_iters"], batch_size=s["nav_batch"], generator=generator,
-                    generator_steps=s["gen_steps"], size=s["size"], latent_dim=latent_dim, seed=seed)
+                    generator_steps=s["gen_steps"], size=s["size"], latent_dim=latent_dim, seed=seed,
+                    estimator_lr=estimator_lr, navigator_lr=navigator_lr)
     model = load_navigator_model(nav_dir)
     generate_pairs(model.generator, model.navigator, work_dir / "pairs", s["num"], seed=seed + 1)
-    click.echo(_compare(work_dir / "pairs", work_dir / "compare", s["iters"], s["batch"], nda, seed), nl=False)
+    navigator_stats = json.loads((nav_dir / "navigator_stats.json").read_text())
+    click.echo(f"navigator after {navigator_stats['iters']} iterations: ||z' - z|| = "
+               f"{navigator_stats['step_norm_mean']:.4f} +- {navigator_stats['step_norm_std']:.4f}")
+    click.echo(_compare(work_dir / "pairs", work_dir / "compare", s["iters"], s["batch"], nda, seed,
+                        extra={"navigator": navigator_stats}), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

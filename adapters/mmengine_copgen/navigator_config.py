@@ -16,7 +16,7 @@ model = dict(
 )
 train_dataloader = dict(
     dataset=dict(type="nda_plugins.LatentDataset", num_samples=100_000, latent_dim=latent_dim, seed=0),
-    sampler=dict(type="DefaultSampler", shuffle=True),
+    sampler=dict(type="InfiniteSampler", shuffle=True),
     batch_size=64,
     num_workers=0,
 )
