@@ -309,7 +309,7 @@ class Estimator(nn.Module):
     """A small convolutional encoder + projection head: ``(B, 3, H, W) -> (B, out_dim)``.
 
     Three stride-2 convolutions (``width``, ``2 width``, ``4 width`` channels) with GroupNorm and
-    ReLU, global average pooling, then a two-layer projection (the reference uses a ResNet-18;
+    ReLU, global average pooling, then a two-layer projection with batch norm (the reference uses a ResNet-18;
     any ``nn.Module`` with the same signature can replace this one). :meth:`features` gives the
     pooled backbone features (what a probe reads).
     """
@@ -323,7 +323,10 @@ class Estimator(nn.Module):
         for cin, cout in zip(chans[:-1], chans[1:]):
             layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(min(8, cout), cout), nn.ReLU()]
         self.backbone = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(4 * width, 4 * width), nn.ReLU(), nn.Linear(4 * width, out_dim))
+        # Batch norm in the projection (as SimCLR): centres the embeddings over the batch, so
+        # InfoNCE does not start from near-identical directions (loss stuck at log B).
+        self.head = nn.Sequential(nn.Linear(4 * width, 4 * width), nn.BatchNorm1d(4 * width), nn.ReLU(),
+                                  nn.Linear(4 * width, out_dim))
         self.feature_dim = 4 * width
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 
 import pytest
 import torch
@@ -33,6 +34,7 @@ def navigator_cfg(work_dir, max_iters, **over):
         default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=2, by_epoch=False),
                            logger=dict(type="LoggerHook", interval=1)),
         randomness=dict(seed=0), default_scope="mmengine", log_level="WARNING",
+        experiment_name=f"copgen-{uuid.uuid4().hex}",  # runners built in the same second stay apart
     )
     cfg.update(over)
     return cfg
@@ -62,7 +64,7 @@ def test_navigator_resume_continues_exactly(tmp_path):
     straight.train()
     first = Runner(**navigator_cfg(tmp_path / "b", 2))
     first.train()
-    resumed = Runner(**navigator_cfg(tmp_path / "b", 4, resume=True, experiment_name="resumed"))
+    resumed = Runner(**navigator_cfg(tmp_path / "b", 4, resume=True, experiment_name=f"resumed-{uuid.uuid4().hex}"))
     resumed.train()
     assert resumed.iter == 4
     a, b = straight.model.state_dict(), resumed.model.state_dict()
@@ -110,15 +112,15 @@ def test_pair_contrastive_runner(tmp_path, pairs, positives, nda):
         train_cfg=dict(by_epoch=False, max_iters=2),
         optim_wrapper=dict(optimizer=dict(type="Adam", lr=1e-3)),
         default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=2, by_epoch=False)),
-        default_scope="mmengine", log_level="WARNING",
+        default_scope="mmengine", log_level="WARNING", experiment_name=f"copgen-{uuid.uuid4().hex}",
     )
     runner = Runner(**cfg)
-    w0 = runner.model.encoder.head[2].weight.clone()
+    w0 = runner.model.encoder.head[3].weight.clone()
     runner.train()
     loss = runner.message_hub.get_scalar("train/loss").current()
     # In-batch InfoNCE of 8 pairs (+1 NDA key) at the start is near log(8 [+1]) / 0.1-scaled logits: finite, > 0.
     assert 0 < loss < 50
-    assert not torch.equal(w0, runner.model.encoder.head[2].weight)
+    assert not torch.equal(w0, runner.model.encoder.head[3].weight)
     feats = runner.model(torch.zeros(2, 3, 16, 16), mode="tensor")
     assert feats.shape == (2, runner.model.encoder.feature_dim)
 
