@@ -180,3 +180,19 @@ def test_launcher_all_quick_writes_results(tmp_path):
     assert len(list((tmp_path / "run" / "pairs" / "anchor").glob("*.png"))) == 64
     again = CliRunner().invoke(launch.main, ["all", "--work-dir", str(tmp_path / "run"), "--quick"])
     assert again.exit_code == 2 and "not empty" in again.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["all", "--quick", "--nda", "bogus"], "Invalid value for --nda: unknown transform 'bogus'"),
+    (["navigator", "--generator", "nosuch.mod:make"], "cannot import 'nosuch.mod'"),
+    (["generate", "--out", "x"], "holds no finished navigator run"),
+])
+def test_launcher_errors_are_one_line(tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from nda_plugins.adapters.mmengine_copgen import launch
+
+    extra = ["--navigator-dir", str(tmp_path)] if args[0] == "generate" else ["--work-dir", str(tmp_path / "w")]
+    res = CliRunner().invoke(launch.main, args + extra)
+    assert res.exit_code != 0 and message in res.output and "Traceback" not in res.output
+    assert not isinstance(res.exception, (ValueError, TypeError))

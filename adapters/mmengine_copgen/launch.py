@@ -12,6 +12,7 @@ Commands (``--help`` on each):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -39,6 +40,25 @@ def _runner(name: str, work_dir: Path, options: dict[str, Any], *, resume: bool 
     cfg.work_dir = str(work_dir)
     cfg.resume = resume
     return Runner.from_cfg(cfg)
+
+
+@contextlib.contextmanager
+def _user_errors():
+    """Bad settings found deep inside mmengine (a generator spec, a transform) as one-line errors."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from exc
+
+
+def _check_nda(nda: str | None) -> None:
+    if nda is not None:
+        from nda_plugins import transforms
+
+        try:
+            transforms.build(nda)
+        except (ValueError, TypeError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--nda") from exc
 
 
 def _check_new(path: Path, flag: str) -> None:
@@ -138,9 +158,10 @@ def navigator(work_dir, iters, batch_size, generator, generator_steps, size, lat
     """Train the navigator against the InfoNCE MI estimator."""
     if not resume and work_dir.exists():
         _check_new(work_dir, "--work-dir")
-    ckpt = train_navigator(work_dir, iters=iters, batch_size=batch_size, generator=generator,
-                           generator_steps=generator_steps, size=size, latent_dim=latent_dim, seed=seed, resume=resume,
-                           estimator_lr=estimator_lr, navigator_lr=navigator_lr)
+    with _user_errors():
+        ckpt = train_navigator(work_dir, iters=iters, batch_size=batch_size, generator=generator,
+                               generator_steps=generator_steps, size=size, latent_dim=latent_dim, seed=seed,
+                               resume=resume, estimator_lr=estimator_lr, navigator_lr=navigator_lr)
     click.echo(f"navigator checkpoint: {ckpt}")
 
 
@@ -170,7 +191,9 @@ def generate(navigator_dir, out, num, seed):
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def contrastive(pairs, work_dir, positives, iters, batch_size, nda, seed):
     """One contrastive run on PAIRS; prints the probe."""
-    row = run_contrastive(pairs, work_dir, positives=positives, iters=iters, batch_size=batch_size, nda=nda, seed=seed)
+    _check_nda(nda)
+    with _user_errors():
+        row = run_contrastive(pairs, work_dir, positives=positives, iters=iters, batch_size=batch_size, nda=nda, seed=seed)
     click.echo(json.dumps(row, indent=2))
 
 
@@ -208,7 +231,9 @@ def compare(pairs, work_dir, iters, batch_size, nda, seed):
     """Generated vs augmentation positives at equal budget; results.json + table.txt."""
     if work_dir.exists():
         _check_new(work_dir, "--work-dir")
-    click.echo(_compare(pairs, work_dir, iters, batch_size, nda, seed), nl=False)
+    _check_nda(nda)
+    with _user_errors():
+        click.echo(_compare(pairs, work_dir, iters, batch_size, nda, seed), nl=False)
 
 
 @main.command(name="all")
@@ -232,10 +257,12 @@ def all_(work_dir, quick, generator, latent_dim, nda, seed, navigator_iters, con
              batch=64)
     from nda_plugins.copgen import generate_pairs
 
+    _check_nda(nda)
     nav_dir = work_dir / "navigator"
-    train_navigator(nav_dir, iters=s["nav_iters"], batch_size=s["nav_batch"], generator=generator,
-                    generator_steps=s["gen_steps"], size=s["size"], latent_dim=latent_dim, seed=seed,
-                    estimator_lr=estimator_lr, navigator_lr=navigator_lr)
+    with _user_errors():
+        train_navigator(nav_dir, iters=s["nav_iters"], batch_size=s["nav_batch"], generator=generator,
+                        generator_steps=s["gen_steps"], size=s["size"], latent_dim=latent_dim, seed=seed,
+                        estimator_lr=estimator_lr, navigator_lr=navigator_lr)
     model = load_navigator_model(nav_dir)
     generate_pairs(model.generator, model.navigator, work_dir / "pairs", s["num"], seed=seed + 1)
     navigator_stats = json.loads((nav_dir / "navigator_stats.json").read_text())
