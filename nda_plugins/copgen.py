@@ -417,6 +417,20 @@ class COPGen(nn.Module):
         self.generator.eval()  # frozen: batch-norm statistics never move
         return self
 
+    def _views(self, z: torch.Tensor, generator: torch.Generator | None):
+        """Anchors ``G(z)`` (no grad), positives ``G(z + T(z))`` and the (augmented) views
+        ``(2B, 3, H, W)``: anchors first."""
+        z = _check_latents(z, self.latent_dim)
+        with torch.no_grad():
+            anchor = self.generator(z)
+        step = self.navigator.step(z)
+        z_new = z + step
+        positive = self.generator(z_new)
+        views = torch.cat([anchor, positive])
+        if self.augment:
+            views = augment(views, generator=generator)
+        return anchor, positive, z_new, step, views
+
     def losses(self, z: torch.Tensor, *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """One forward pass: anchors ``G(z)`` (no grad), positives ``G(z')``, augmented views,
         estimator features and the InfoNCE loss (differentiable in the navigator and estimator).
@@ -426,16 +440,7 @@ class COPGen(nn.Module):
             ``features_anchor``, ``features_positive`` ``(B, D)``; ``info_nce`` and
             ``consistency`` scalars.
         """
-        z = _check_latents(z, self.latent_dim)
-        with torch.no_grad():
-            anchor = self.generator(z)
-        step = self.navigator.step(z)
-        z_new = z + step
-        positive = self.generator(z_new)
-        if self.augment:
-            views = augment(torch.cat([anchor, positive]), generator=generator)
-        else:
-            views = torch.cat([anchor, positive])
+        anchor, positive, z_new, step, views = self._views(z, generator)
         feats = self.estimator(views)
         fa, fp = feats.chunk(2)
         return {
@@ -470,14 +475,7 @@ class COPGen(nn.Module):
             Detached scalars: ``loss_mi``, ``loss_navigator``, ``consistency`` and :func:`step_stats`.
         """
         z = _check_latents(z, self.latent_dim)
-        with torch.no_grad():
-            anchor = self.generator(z)
-        step = self.navigator.step(z)
-        z_new = z + step
-        positive = self.generator(z_new)
-        views = torch.cat([anchor, positive])
-        if self.augment:
-            views = augment(views, generator=generator)
+        _, _, z_new, step, views = self._views(z, generator)
 
         fa, fp = self.estimator(views.detach()).chunk(2)
         loss_mi = pair_info_nce(fa, fp, temperature=self.temperature)
