@@ -10,16 +10,16 @@ from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import Registry
 
-# Modules imported when a registry first builds. nda_plugins.mmengine.copgen (COP-Gen) is
-# added here by its branch once the module exists (mmengine's import_modules_from_strings
-# raises on a missing module).
+# Modules imported when a registry first builds.
 LOCATIONS = [
     "nda_plugins.mmengine.compat",
     "nda_plugins.mmengine.hooks",
     "nda_plugins.mmengine.video_data",
     "nda_plugins.mmengine.dpc",
+    "nda_plugins.mmengine.copgen",
 ]
 
 MODELS = Registry("model", parent=MMENGINE_MODELS, scope="nda_plugins", locations=LOCATIONS)
@@ -29,4 +29,11 @@ MODEL_WRAPPERS = Registry(
     "model_wrapper", parent=MMENGINE_MODEL_WRAPPERS, scope="nda_plugins", locations=LOCATIONS
 )
 
-__all__ = ["DATASETS", "HOOKS", "LOCATIONS", "MODELS", "MODEL_WRAPPERS"]
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    "optimizer wrapper constructor",
+    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+    scope="nda_plugins",
+    locations=LOCATIONS,
+)
+
+__all__ = ["DATASETS", "HOOKS", "LOCATIONS", "MODELS", "MODEL_WRAPPERS", "OPTIM_WRAPPER_CONSTRUCTORS"]

@@ -1,5 +1,10 @@
-"""mmengine integration: NDAHook, DPC with video NDA, the procedural video dataset, workarounds.
+"""mmengine integration (extra ``[mmengine]``): models, datasets and hooks registered in
+:mod:`nda_plugins.registry`, so configs say ``type='nda_plugins.X'``.
 
-Needs the ``mmengine`` extra. Importing a submodule registers its classes in
-:mod:`nda_plugins.registry`.
+- :mod:`.hooks`: ``NDAHook`` (w schedule, logging, NDA state in checkpoints) for any model.
+- :mod:`.dpc`, :mod:`.video_data`: Dense Predictive Coding with video NDA, procedural videos.
+- :mod:`.copgen`: COP-Gen navigator training, generated-pair datasets, pair contrastive model.
+- :mod:`.compat`: workarounds for mmengine 0.10 on current torch.
 """
+
+from . import compat, copgen  # noqa: F401  (importing registers the classes)

@@ -68,3 +68,8 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
 install_checkpoint_loader()
 
 __all__ = ["CPUDistributedDataParallel", "init_cpu_distributed", "install_checkpoint_loader"]
+
+
+def enable_full_checkpoint_loading() -> None:
+    """Alias of :func:`install_checkpoint_loader` (the name the COP-Gen launcher uses)."""
+    install_checkpoint_loader()
