@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="train the baseline (no NDA) and the --nda run with the same seed and budget, and compare")
     run_.add_argument("--out", type=Path, default=Path("nda-runs/lightly-moco"), help="output folder")
     run_.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from (writes next to it)")
+    run_.add_argument("--stop-at", type=int, default=None,
+                      help="stop (with a checkpoint) after this step, to --resume later; no evaluation then")
     run_.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (0: end only)")
     run_.add_argument("--probe-steps", type=int, default=300, help="linear-probe optimisation steps")
     run_.add_argument("--device", default="auto", help="auto, cpu, cuda (under torchrun: cuda:LOCAL_RANK)")
@@ -110,6 +112,10 @@ def _validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         parser.error(f"--nda-weight must be in [0, 1), got {args.nda_weight}")
     if args.checkpoint_every < 0:
         parser.error(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    if args.stop_at is not None and not 1 <= args.stop_at <= args.steps:
+        parser.error(f"--stop-at must be in [1, --steps={args.steps}], got {args.stop_at}")
+    if args.stop_at is not None and args.compare:
+        parser.error("--stop-at cannot be used with --compare")
     if args.probe_steps < 1:
         parser.error(f"--probe-steps must be >= 1, got {args.probe_steps}")
     if args.image_size < 8:
@@ -135,11 +141,11 @@ def _train_one(args, data, config: TrainConfig, folder: Path, device, *, resume:
     if resume is not None:
         trainer.load(resume)
     start = trainer.step
-    losses = trainer.train(checkpoint=folder / "checkpoint.pt", checkpoint_every=args.checkpoint_every,
+    losses = trainer.train(until=args.stop_at, checkpoint=folder / "checkpoint.pt", checkpoint_every=args.checkpoint_every,
                            progress=not args.no_progress, desc=desc)
     result: dict[str, Any] = {"config": dataclasses.asdict(trainer.config), "start_step": start, "steps": trainer.step,
                               "losses": [round(v, 5) for v in losses]}
-    if not args.no_eval and trainer.rank == 0:
+    if not args.no_eval and trainer.rank == 0 and trainer.step == config.steps:
         result["eval"] = trainer.evaluate(probe_steps=args.probe_steps, seed=args.seed)
     if trainer.rank == 0:
         from nda_plugins.demo._output import write_json
@@ -149,14 +155,14 @@ def _train_one(args, data, config: TrainConfig, folder: Path, device, *, resume:
 
 
 def _table(rows: dict[str, dict[str, Any]]) -> str:
-    lines = ["| run | kNN top-1 | linear top-1 | jigsaw cosine distance (mean ± std) | final loss |",
-             "|---|---|---|---|---|"]
+    lines = ["| run | kNN top-1 | linear top-1 | jigsaw distance, features | jigsaw distance, embedding | final loss |",
+             "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         e = r["eval"]
-        jd = e["jigsaw_distance"]
+        f, m = e["jigsaw_distance"]["features"], e["jigsaw_distance"]["embedding"]
         final = sum(r["losses"][-20:]) / max(1, len(r["losses"][-20:]))
-        lines.append(f"| {name} | {e['knn_top1']:.3f} | {e['linear_top1']:.3f} | {jd['mean']:.3f} ± {jd['std']:.3f} "
-                     f"| {final:.3f} |")
+        lines.append(f"| {name} | {e['knn_top1']:.3f} | {e['linear_top1']:.3f} | {f['mean']:.4f} ± {f['std']:.4f} "
+                     f"| {m['mean']:.3f} ± {m['std']:.3f} | {final:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -166,13 +172,14 @@ def _plot(path: Path, rows: dict[str, dict[str, Any]]) -> bool:
     plt = pyplot()
     if plt is None:
         return False
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for name, r in rows.items():
-        ax.hist(r["eval"]["jigsaw_distances"], bins=40, alpha=0.55, label=name, density=True)
-    ax.set_xlabel("cosine distance between f(x) and f(jigsaw(x))")
-    ax.set_ylabel("density")
-    ax.set_title("Fig. 9 check: MoCo-v2 with and without NDA")
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, space in zip(axes, ("features", "embedding")):
+        for name, r in rows.items():
+            ax.hist(r["eval"]["jigsaw_distances"][space], bins=40, alpha=0.55, label=name, density=True)
+        ax.set_xlabel(f"cosine distance f(x) vs f(jigsaw(x)), {space}")
+        ax.set_ylabel("density")
+        ax.legend()
+    fig.suptitle("Fig. 9 check: MoCo-v2 with and without NDA (test images)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -330,17 +330,24 @@ class MoCoTrainer:
     def evaluate(self, *, knn_k: int = 20, probe_steps: int = 300, seed: int = 0) -> dict[str, Any]:
         """kNN and linear-probe top-1 on the backbone features, and the Fig. 9 jigsaw distances.
 
+        The jigsaw distances are measured on the backbone features (what the probes use) and on
+        the projection-head embedding (where the contrastive loss, and so NDA, acts).
+
         Returns:
-            ``{"knn_top1", "linear_top1", "jigsaw_distance": {"mean", "std", "median"},
-            "jigsaw_distances": [...]}``.
+            ``{"knn_top1", "linear_top1", "jigsaw_distance": {"features": stats, "embedding":
+            stats}, "jigsaw_distances": {"features": [...], "embedding": [...]}}`` with ``stats``
+            ``{"mean", "std", "median"}`` over the test images.
         """
         backbone = self.model.backbone
+        embed = torch.nn.Sequential(backbone, self.model.projection_head)
         d = self.data
         train_f, test_f = extract_features(backbone, d.train_x), extract_features(backbone, d.test_x)
-        dists = jigsaw_distances(backbone, d.test_x, seed=seed).cpu()
+        dists = {name: jigsaw_distances(enc, d.test_x, seed=seed).cpu()
+                 for name, enc in (("features", backbone), ("embedding", embed))}
         return {
             "knn_top1": knn_top1(train_f, d.train_y, test_f, d.test_y, k=knn_k),
             "linear_top1": linear_probe_top1(train_f, d.train_y, test_f, d.test_y, steps=probe_steps),
-            "jigsaw_distance": {"mean": float(dists.mean()), "std": float(dists.std()), "median": float(dists.median())},
-            "jigsaw_distances": [round(float(v), 5) for v in dists],
+            "jigsaw_distance": {name: {"mean": float(v.mean()), "std": float(v.std()), "median": float(v.median())}
+                                for name, v in dists.items()},
+            "jigsaw_distances": {name: [round(float(x), 5) for x in v] for name, v in dists.items()},
         }
