@@ -67,7 +67,7 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
 
 install_checkpoint_loader()
 
-__all__ = ["CPUDistributedDataParallel", "init_cpu_distributed", "install_checkpoint_loader"]
+__all__ = ["CPUDistributedDataParallel", "enable_full_checkpoint_loading", "init_cpu_distributed", "install_checkpoint_loader"]
 
 
 def enable_full_checkpoint_loading() -> None:
