@@ -58,6 +58,43 @@ def _takes_option(factory: Callable, option: str) -> bool:
     return any(p.kind is p.VAR_KEYWORD or (p.name == option and p.kind is not p.POSITIONAL_ONLY) for p in params)
 
 
+class SessionFlagError(ValueError):
+    """A bad NDA flag of an upstream's command line: ``str(exc)`` is ``"<flag>: <reason>"``.
+
+    Attributes:
+        flag: the command-line flag the bad value came from (e.g. ``--nda_weight``).
+        reason: the session's own message, which names the argument, the expectation and the value.
+    """
+
+    def __init__(self, flag: str, reason: str) -> None:
+        super().__init__(f"{flag}: {reason}")
+        self.flag = flag
+        self.reason = reason
+
+
+def check_session_flags(kwargs: dict[str, Any], flag_of: dict[str, str], default_flag: str = "--nda") -> None:
+    """Build an :class:`NDASession` from ``kwargs`` to validate them before a run starts.
+
+    Adapters call this with the keyword arguments parsed from an upstream's flags, so a bad value
+    fails before anything is created on disk, and the error names the user's flag, not ours.
+
+    Args:
+        kwargs: ``NDASession`` keyword arguments.
+        flag_of: ``NDASession`` argument name -> the command-line flag that sets it.
+        default_flag: the flag to blame when the message names no known argument.
+
+    Raises:
+        SessionFlagError: (a ``ValueError``) the session refused a value.
+    """
+    try:
+        NDASession(**kwargs)
+    except (TypeError, ValueError) as exc:
+        reason = str(exc)
+        # Session messages start with the argument's name ("weight must be ...", "seed=...").
+        arg = reason.split(" ", 1)[0].split("=", 1)[0]
+        raise SessionFlagError(flag_of.get(arg, default_flag), reason) from exc
+
+
 class NDASession:
     """Negative data augmentation for one training run.
 

@@ -93,12 +93,7 @@ def session_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
         if config.get(key) is not None:
             kwargs[arg] = config[key]
     kwargs["seed"] = int(config.get("seed") or 0)
-    from nda_plugins import NDASession
+    from nda_plugins._session import check_session_flags
 
-    try:
-        NDASession(**kwargs)
-    except (TypeError, ValueError) as exc:
-        arg = str(exc).split(" ", 1)[0].split("=", 1)[0]
-        flag = next((f for f, (_, a) in FLAGS.items() if a == arg), "--nda")
-        raise ValueError(f"{flag}: {exc}") from exc
+    check_session_flags(kwargs, {arg: flag for flag, (_, arg) in FLAGS.items()})
     return kwargs

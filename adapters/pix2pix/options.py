@@ -73,12 +73,7 @@ def session_kwargs(opt: Any) -> dict[str, Any]:
     if gan_mode not in GAN_MODES:
         raise ValueError(f"--nda supports --gan_mode {' or '.join(GAN_MODES)}, got --gan_mode {gan_mode!r}")
     kwargs = {arg: given[attr] for attr, arg in FLAGS.values() if given[attr] is not None}
-    from nda_plugins import NDASession
+    from nda_plugins._session import check_session_flags
 
-    try:
-        NDASession(**kwargs)
-    except (TypeError, ValueError) as exc:
-        arg = str(exc).split(" ", 1)[0].split("=", 1)[0]
-        flag = next((f for f, (_, a) in FLAGS.items() if a == arg), "--nda")
-        raise ValueError(f"{flag}: {exc}") from exc
+    check_session_flags(kwargs, {arg: flag for flag, (_, arg) in FLAGS.items()})
     return kwargs

@@ -36,13 +36,6 @@ class NDAOptionError(click.BadParameter, ValueError):
     """A bad ``--nda*`` flag: click prints it as a usage error; code can catch ``ValueError``."""
 
 
-def _flag_for(session_arg: str) -> str:
-    for flag, (_, arg) in FLAGS.items():
-        if arg == session_arg:
-            return flag
-    return "--nda"
-
-
 def session_kwargs(*, batch_size: int, seed: int, **flags: Any) -> dict[str, Any]:
     """The ``NDASession`` keyword arguments for the given flag values (``None`` = default).
 
@@ -73,14 +66,12 @@ def session_kwargs(*, batch_size: int, seed: int, **flags: Any) -> dict[str, Any
     kwargs["batch_size"] = int(batch_size)
     kwargs["seed"] = int(seed)
     # Validate now, so a bad flag fails before the run directory is created.
-    from nda_plugins import NDASession
+    from nda_plugins._session import SessionFlagError, check_session_flags
 
     try:
-        NDASession(**kwargs)
-    except (TypeError, ValueError) as exc:
-        msg = str(exc)
-        arg = msg.split(" ", 1)[0].split("=", 1)[0]
-        raise NDAOptionError(msg, param_hint=_flag_for(arg)) from exc
+        check_session_flags(kwargs, {arg: flag for flag, (_, arg) in FLAGS.items()})
+    except SessionFlagError as exc:
+        raise NDAOptionError(exc.reason, param_hint=exc.flag) from exc
     return kwargs
 
 
