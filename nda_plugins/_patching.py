@@ -707,6 +707,31 @@ def _staged_swap(series: "Series", root: Path, *, reverse: bool, expect: str) ->
             shutil.rmtree(work, ignore_errors=True)
 
 
+def _locked_swap(name: str, path: str | os.PathLike, *, reverse: bool, allow_dirty: bool):
+    """Recover, then apply (or revert) under the checkout's lock unless it is already done.
+
+    Returns:
+        ``(series, state, note, done_before)``: ``state`` is the tree's state before the swap,
+        ``note`` a recovery note (``""`` or ``" (...)"``), ``done_before`` true when nothing
+        was left to do.
+    """
+    series = get_series(name)
+    root = _root_for(series, Path(path))
+    done, start = (PRISTINE, APPLIED) if reverse else (APPLIED, PRISTINE)
+    lock = _lock(root)
+    try:
+        note = recover(root)
+        note = f" ({note})" if note else ""
+        st = series_state(series, Path(path))
+        if st["state"] == done:
+            return series, st, note, True
+        _refuse_unless(st, series, start, allow_dirty)
+        _staged_swap(series, root, reverse=reverse, expect="pristine" if reverse else "patched")
+    finally:
+        _unlock(lock)
+    return series, st, note, False
+
+
 def apply(name: str, path: str | os.PathLike, *, allow_dirty: bool = False) -> str:
     """Apply a series to a checkout; atomic and idempotent.
 
@@ -717,20 +742,11 @@ def apply(name: str, path: str | os.PathLike, *, allow_dirty: bool = False) -> s
         PatchError: unknown / modified / partially patched / dirty tree, or a patch that does
             not apply. The checkout is unchanged.
     """
-    series = get_series(name)
-    root = _root_for(series, Path(path))
-    lock = _lock(root)
-    try:
-        note = recover(root)
-        note = f" ({note})" if note else ""
-        st = series_state(series, Path(path))
-        if st["state"] == APPLIED:
-            return f"{series.name}: already applied to {st['root']} ({len(series.patches)} patches){note}"
-        _refuse_unless(st, series, PRISTINE, allow_dirty)
-        _staged_swap(series, root, reverse=False, expect="patched")
-    finally:
-        _unlock(lock)
-    return f"{series.name}: applied {len(series.patches)} patches to {root}{note}"
+    series, st, note, done = _locked_swap(name, path, reverse=False, allow_dirty=allow_dirty)
+    n = len(series.patches)
+    if done:
+        return f"{series.name}: already applied to {st['root']} ({n} patches){note}"
+    return f"{series.name}: applied {n} patches to {st['root']}{note}"
 
 
 def revert(name: str, path: str | os.PathLike) -> str:
@@ -739,21 +755,12 @@ def revert(name: str, path: str | os.PathLike) -> str:
     Raises:
         PatchError: as :func:`apply`; reverting a pristine tree only says so.
     """
-    series = get_series(name)
-    root = _root_for(series, Path(path))
-    lock = _lock(root)
-    try:
-        note = recover(root)
-        note = f" ({note})" if note else ""
-        st = series_state(series, Path(path))
-        if st["state"] == PRISTINE:
-            return f"{series.name}: not applied to {st['root']}; nothing to revert{note}"
-        # Other local changes do not block a revert: it only restores the series' own files.
-        _refuse_unless(st, series, APPLIED, allow_dirty=True)
-        _staged_swap(series, root, reverse=True, expect="pristine")
-    finally:
-        _unlock(lock)
-    return f"{series.name}: reverted {len(series.patches)} patches in {root}{note}"
+    # Other local changes do not block a revert: it only restores the series' own files.
+    series, st, note, done = _locked_swap(name, path, reverse=True, allow_dirty=True)
+    n = len(series.patches)
+    if done:
+        return f"{series.name}: not applied to {st['root']}; nothing to revert{note}"
+    return f"{series.name}: reverted {n} patches in {st['root']}{note}"
 
 
 __all__ = [
