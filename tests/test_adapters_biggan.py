@@ -312,4 +312,4 @@ def test_launch_scripts_hold_the_papers_cifar10_recipe(script, conditional):
     cfg, _ = p.parse_known_args(shlex.split(cmd))
     assert (cfg.batch_size, cfg.num_D_steps, cfg.G_lr, cfg.D_lr, cfg.dataset) == ("64", "4", "2e-4", "2e-4", "C10")
     assert (cfg.nda, cfg.nda_weight, cfg.unconditional) == ("jigsaw", 0.75, not conditional)
-    assert "patch apply biggan" in text
+    assert "nda_prepare biggan " in text

@@ -106,6 +106,13 @@ def test_every_patch_and_series_file_is_shipped(names):
     assert not missing, f"patch data not in the wheel (check package-data in pyproject.toml): {missing}"
 
 
+def test_every_launch_script_is_shipped(names):
+    scripts = _repo_files(lambda p: p.suffix == ".sh")
+    missing = [str(f) for f in scripts if f.parts[0] == "adapters" and _in_wheel(f) not in names]
+    assert "nda_plugins/adapters/_launch.sh" in names
+    assert not missing, f"launch scripts not in the wheel (check package-data in pyproject.toml): {missing}"
+
+
 def test_console_script_is_declared(wheel):
     with zipfile.ZipFile(wheel) as zf:
         ep = next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))

@@ -294,11 +294,19 @@ def test_launch_scripts_exist_and_check_their_arguments(adapter, tmp_path):
     text = script.read_text()
     series = {"stylegan2_ada": "stylegan2-ada", "diffaugment": "data-efficient-gans", "insgen": "insgen",
               "pix2pix": "pix2pix"}[adapter]
-    assert f"patch apply {series} " in text and _patching.get_series(series)
+    assert f"nda_prepare {series} " in text and _patching.get_series(series)
     proc = subprocess.run(["sh", str(script)], capture_output=True, text=True)
     assert proc.returncode == 2 and "usage:" in proc.stderr
     proc = subprocess.run(["sh", str(script), str(tmp_path / "missing")], capture_output=True, text=True)
     assert proc.returncode == 2
+    # A folder that is no checkout: the shared helper (adapters/_launch.sh) runs `nda patch apply`
+    # with $PYTHON, which refuses it; nothing after it runs.
+    (tmp_path / "data").mkdir()
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(["sh", str(script), str(tmp_path), str(tmp_path / "data")], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode != 0 and series in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 # ------------------------------------------------------------------------------------------

@@ -8,14 +8,9 @@
 # Upstream's C10 dataset reads (or downloads) CIFAR-10 under DATA/cifar. PYTHON selects the
 # interpreter (default: python). For the conditional run see train_cifar10_cond_nda.sh.
 set -eu
-if [ $# -lt 1 ] || [ ! -d "$1" ]; then
-    echo "usage: $0 UPSTREAM_DIR [train.py options]" >&2
-    exit 2
-fi
-UPSTREAM=$1
+. "$(dirname "$0")/../_launch.sh"
+nda_prepare biggan "$@"
 shift
-PYTHON=${PYTHON:-python}
-"$PYTHON" -c 'import sys; from nda_plugins.cli import main; sys.argv[0] = "nda"; main()' patch apply biggan "$UPSTREAM"
 cd "$UPSTREAM"
 exec "$PYTHON" train.py \
     --dataset C10 --shuffle --batch_size 64 --num_D_steps 4 --G_lr 2e-4 --D_lr 2e-4 \

@@ -11,15 +11,14 @@
 # Multi-GPU: TORCHRUN="torchrun --nproc_per_node=4" sh train_nda.sh ...
 # PYTHON selects the interpreter (default: python).
 set -eu
-if [ $# -lt 2 ] || [ ! -d "$1" ] || [ ! -d "$2" ]; then
+if [ $# -lt 2 ] || [ ! -d "$2" ]; then
     echo "usage: $0 UPSTREAM_DIR DATAROOT [train.py options]" >&2
     exit 2
 fi
-UPSTREAM=$1
 DATAROOT=$(cd "$2" && pwd)
+. "$(dirname "$0")/../_launch.sh"
+NDA_USAGE="DATAROOT [train.py options]" nda_prepare pix2pix "$@"
 shift 2
-PYTHON=${PYTHON:-python}
-"$PYTHON" -c 'import sys; from nda_plugins.cli import main; sys.argv[0] = "nda"; main()' patch apply pix2pix "$UPSTREAM"
 case " $* " in
     *" --nda "*|*" --nda="*) ;;
     *) set -- --nda jigsaw --nda_weight 0.75 "$@" ;;

@@ -7,15 +7,9 @@
 # Without --nda the script adds --nda=jigsaw --nda-weight=0.75 (the NDA paper's best CIFAR-10
 # setting, lambda = 0.25). PYTHON selects the interpreter (default: python).
 set -eu
-if [ $# -lt 1 ] || [ ! -d "$1" ]; then
-    echo "usage: $0 UPSTREAM_DIR [train.py options]" >&2
-    exit 2
-fi
-UPSTREAM=$1
+. "$(dirname "$0")/../_launch.sh"
+nda_prepare stylegan2-ada "$@"
 shift
-PYTHON=${PYTHON:-python}
-"$PYTHON" -c 'import sys; from nda_plugins.cli import main; sys.argv[0] = "nda"; main()' patch apply stylegan2-ada "$UPSTREAM"
-ROOT=$("$PYTHON" -c 'import sys; from nda_plugins import _patching; print(_patching.status(sys.argv[1], "stylegan2-ada")["root"])' "$UPSTREAM")
 case " $* " in
     *" --nda="*|*" --nda "*) ;;
     *) set -- --nda=jigsaw --nda-weight=0.75 "$@" ;;
