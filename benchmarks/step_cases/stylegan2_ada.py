@@ -135,7 +135,8 @@ def _stand_in(device):
     from nda_plugins.adapters.stylegan2_ada.mixin import NDALossMixin
 
     class StandInNDALoss(NDALossMixin, _StandInLoss):
-        pass
+        # As NDAStyleGAN2Loss does: the mixin's no-op ``_report`` would otherwise shadow the base's.
+        _report = _StandInLoss._report
 
     G, D = _TinyG().to(device), _TinyD().to(device)
     return G.mapping, G.synthesis, D, _StandInLoss, StandInNDALoss
