@@ -136,3 +136,19 @@ def test_sg2_step_trains_d_with_the_adapter_loss(sg2, variant, monkeypatch):
         assert ("NDA/scores/neg" in loss.stats) == (loss.nda.mode == "weighted")
         assert ("NDA/replaced" in loss.stats) == (loss.nda.mode == "replace")
         assert (loss.nda.alpha is not None) == (variant == "anda")
+
+
+def test_profile_step_diffs_ops_and_attributes_time(monkeypatch, capsys):
+    monkeypatch.delenv("NDA_UPSTREAM_STYLEGAN2_ADA", raising=False)
+    monkeypatch.syspath_prepend(str(BENCH))
+    prof = _load(BENCH / "profile_step.py", "profile_step")
+    assert prof.main(["stylegan2_ada", "replace", "--steps", "1", "--rows", "5", "--attribute"]) == 0
+    out = capsys.readouterr().out
+    assert "calls plain" in out and "total self CPU time" in out
+    assert "session.negatives" in out and "losses.replace_fakes" in out and "whole step" in out
+    rows = prof.op_diff(prof.discover()["stylegan2_ada"], "replace", torch.device("cpu"), 1)
+    ops = {r[0]: r for r in rows}
+    assert ops["aten::where"][1] == 0 and ops["aten::where"][2] > 0  # the replace selection, NDA only
+    with pytest.raises(SystemExit):
+        prof.main(["pix2pix", "anda"])
+    assert "variant: expected one of" in capsys.readouterr().err
