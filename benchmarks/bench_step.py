@@ -17,6 +17,9 @@ median times, a second estimate: on a loaded machine the two differ by the noise
 * target: ``replace`` <= 1.05 (no extra D pass); ``weighted`` <= 1 + share + 0.05 (one extra
   D pass on the negatives, plus 5% for making them).
 
+A case whose ``skip_reason()`` is not ``None`` gets a ``skipped`` row with the reason; a case that
+raises gets an ``error`` row (the others still run) and the exit status is 1.
+
 Usage::
 
     python benchmarks/bench_step.py [--device cpu|cuda] [--cases a,b] [--repeats 21] [--warmup 3]
@@ -129,8 +132,9 @@ def table(rows: list[dict]) -> str:
     out = ["| case | variant | plain step ms | NDA step ms | ratio | fake D pass share | target | result | measured on |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        if r["status"] == "skipped":
-            out.append(f"| {r['case']} | – | – | – | – | – | – | skipped: {r['reason']} | {r['source'] or '–'} |")
+        if r["status"] in ("skipped", "error"):
+            reason = r["reason"].replace("|", "/").replace("\n", " ")
+            out.append(f"| {r['case']} | – | – | – | – | – | – | {r['status']}: {reason} | {r['source'] or '–'} |")
             continue
         target = f"≤ {r['target']:.2f}" + (" (1 + share + 0.05)" if r["mode"] == "weighted" else "")
         out.append(f"| {r['case']} | {r['variant']} | {r['plain_ms']:.2f} | {r['nda_ms']:.2f} | {r['ratio']:.2f} "
@@ -151,7 +155,12 @@ def run(device: str, cases: list[str] | None = None, repeats: int = 21, warmup: 
     for name, case in found.items():
         if cases and name not in cases:
             continue
-        rows.extend(bench_case(case, device, repeats, warmup, seed))
+        try:
+            rows.extend(bench_case(case, device, repeats, warmup, seed))
+        except Exception as exc:  # one broken case must not hide the others' rows
+            source = case.source() if hasattr(case, "source") else ""
+            rows.append({"case": name, "variant": "-", "source": source, "status": "error",
+                         "reason": f"{type(exc).__name__}: {exc}"[:300]})
     return {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
@@ -186,6 +195,10 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
+    errors = [r["case"] for r in result["rows"] if r["status"] == "error"]
+    if errors:
+        print(f"error in case(s) {errors}: see the table", file=sys.stderr)
+        return 1
     return 0
 
 

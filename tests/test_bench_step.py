@@ -152,3 +152,28 @@ def test_profile_step_diffs_ops_and_attributes_time(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         prof.main(["pix2pix", "anda"])
     assert "variant: expected one of" in capsys.readouterr().err
+
+
+def test_a_failing_case_gets_an_error_row_and_exit_1(bench, tmp_path, monkeypatch, capsys):
+    class Broken:
+        NAME, VARIANTS = "broken", ("weighted",)
+
+        @staticmethod
+        def skip_reason():
+            return None
+
+        @staticmethod
+        def build(variant, device, seed=0):
+            raise RuntimeError("upstream import failed | here")
+
+    real = bench.discover()
+    monkeypatch.setattr(bench, "discover", lambda: {"broken": Broken, "pix2pix": real["pix2pix"]})
+    out = tmp_path / "s.json"
+    assert bench.main(["--repeats", "1", "--warmup", "0", "--out", str(out)]) == 1
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[0] == {"case": "broken", "variant": "-", "source": "", "status": "error",
+                       "reason": "RuntimeError: upstream import failed | here"}
+    assert [r["status"] in ("pass", "miss") for r in rows[1:]] == [True, True]  # the other case still ran
+    printed = capsys.readouterr()
+    assert "| broken | – | – | – | – | – | – | error: RuntimeError: upstream import failed / here | – |" in printed.out
+    assert "error in case(s) ['broken']" in printed.err
