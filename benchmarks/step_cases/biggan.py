@@ -33,6 +33,11 @@ def skip_reason() -> str | None:
     return None
 
 
+def source() -> str:
+    """Which implementation the rows measure (shown in the benchmark table)."""
+    return "upstream BigGAN G_D + hinge loss (checkout)"
+
+
 def _upstream():
     root = os.environ[ENV]
     if root not in sys.path:

@@ -14,6 +14,11 @@ def skip_reason() -> str | None:
     return None
 
 
+def source() -> str:
+    """Which implementation the rows measure (shown in the benchmark table)."""
+    return "nda_plugins' DPC model (mmengine)"
+
+
 def build(variant: str | None, device, seed: int = 0) -> dict:
     import torch
 

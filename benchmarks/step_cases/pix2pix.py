@@ -27,6 +27,13 @@ def skip_reason() -> str | None:
     return None
 
 
+def source() -> str:
+    """Which implementation the rows measure (shown in the benchmark table)."""
+    if os.environ.get("NDA_UPSTREAM_PIX2PIX"):
+        return "upstream Pix2PixModel (checkout)"
+    return "stand-in with upstream's PatchGAN D (no upstream)"
+
+
 class _GANLoss(nn.Module):
     """Upstream's ``vanilla`` GANLoss: BCE-with-logits against an expanded 1 / 0 target."""
 

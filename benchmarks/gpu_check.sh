@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# One call that checks nda-plugins on a CUDA machine and writes everything it measured to one folder.
+#
+#   benchmarks/gpu_check.sh [OUTDIR]        # OUTDIR defaults to $OUT, else ./gpu_check_out
+#
+# Needs only what such a machine has without network: torch (with CUDA), pytest, ninja, pillow,
+# scipy (numpy), psutil, click, pluggy. This repository's code is imported from a temporary folder
+# that maps it as the installed package does (nothing is pip-installed or downloaded).
+#
+# Stages, each with its own time limit, all within NDA_GPU_CHECK_BUDGET_S seconds (default 460):
+#   a. tests/test_cuda.py (devices, dtypes, channels-last, no host sync in the hot path, compile()
+#      with Triton)                                             -> test_cuda.log, test_cuda.xml
+#   b. benchmarks/bench_transforms.py and bench_step.py on CUDA -> bench_transforms.txt/.json,
+#      (ratios in one run; a copy is a device-to-device copy)      bench_step.txt/.json
+#   c. only if NDA_UPSTREAM_STYLEGAN2_ADA names a stylegan2-ada-pytorch checkout: on a private
+#      copy of it, `nda patch apply stylegan2-ada`, `nda patch build-ops` (bias_act, upfirdn2d),
+#      a tiny 3-tick training without and with --nda checking that the fused ops are loaded and
+#      called (benchmarks/gpu_check_sg2_tick.py), `nda patch revert` and a pristine check; then
+#      bench_step's stylegan2_ada rows on upstream's own networks -> sg2_*.log/.json,
+#                                                                    bench_step_sg2_upstream.*
+#   d. summary.txt (also printed), env.txt.
+#
+# Without CUDA it says so, writes summary.txt and exits 0. NDA_GPU_CHECK_DRY_RUN=1 runs every
+# stage on the CPU instead, with tiny repeats (to test this script where there is no GPU).
+# Exit status: 0 when every stage that ran passed (or there is no CUDA), 1 otherwise.
+set -uo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd -P)
+OUTDIR=${1:-${OUT:-$REPO/gpu_check_out}}
+PY=${PYTHON:-python3}
+BUDGET=${NDA_GPU_CHECK_BUDGET_S:-460}
+DRY=${NDA_GPU_CHECK_DRY_RUN:-0}
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+SUMMARY=$OUTDIR/summary.txt
+: > "$SUMMARY"
+FAILED=0
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/nda-gpu-check.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+note() { echo "$*" | tee -a "$SUMMARY"; }
+
+# -- this repository as the package `nda_plugins` (adapters/ and patches/ inside it, as installed) --
+mkdir -p "$WORK/site/nda_plugins"
+for entry in "$REPO"/nda_plugins/*; do ln -s "$entry" "$WORK/site/nda_plugins/"; done
+ln -s "$REPO/adapters" "$WORK/site/nda_plugins/adapters"
+ln -s "$REPO/patches" "$WORK/site/nda_plugins/patches"
+export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+mkdir -p "$WORK/bin"  # an `nda` command for this repository's code (`timeout` needs a real command)
+printf '#!/bin/sh\nexec "%s" -c "import sys; sys.argv[0] = \\"nda\\"; from nda_plugins.cli import main; main()" "$@"\n' \
+  "$PY" > "$WORK/bin/nda"
+chmod +x "$WORK/bin/nda"
+export PATH="$WORK/bin:$PATH"
+
+# -- what machine is this -------------------------------------------------------------------------
+"$PY" - > "$OUTDIR/env.txt" 2>&1 <<'EOF'
+import os, platform, torch, nda_plugins, nda_plugins.adapters.stylegan2_ada as adapter
+print("python", platform.python_version(), "| torch", torch.__version__, "| CUDA build", torch.version.cuda)
+print("nda_plugins from", os.path.dirname(os.path.realpath(nda_plugins.__file__)))
+print("nda_plugins.adapters from", os.path.dirname(os.path.dirname(os.path.realpath(adapter.__file__))))
+print("cuda available", torch.cuda.is_available())
+for i in range(torch.cuda.device_count()):
+    print(f"cuda:{i}", torch.cuda.get_device_name(i), torch.cuda.get_device_capability(i))
+try:
+    import triton
+    print("triton", triton.__version__)
+except ImportError:
+    print("triton missing")
+EOF
+command -v nvidia-smi > /dev/null && nvidia-smi -L >> "$OUTDIR/env.txt" 2>&1
+note "gpu_check: $(head -1 "$OUTDIR/env.txt")"
+if ! grep -qx "nda_plugins from $REPO/nda_plugins" "$OUTDIR/env.txt" \
+   || ! grep -qx "nda_plugins.adapters from $REPO/adapters" "$OUTDIR/env.txt"; then
+  note "FAILED: could not import nda_plugins from this repository (see env.txt)"
+  exit 1
+fi
+
+CUDA=$("$PY" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null || echo 0)
+if [ "$CUDA" != 1 ] && [ "$DRY" != 1 ]; then
+  note "CUDA is not available here (torch.cuda.is_available() is False): nothing to check."
+  note "Run this on a CUDA machine, or set NDA_GPU_CHECK_DRY_RUN=1 to run every stage on the CPU."
+  echo "wrote $OUTDIR"
+  exit 0
+fi
+DEV=cuda; REPEATS=(); STEP_ARGS=(); STEP_CASES=()
+if [ "$CUDA" != 1 ]; then
+  DEV=cpu; REPEATS=(--repeats 2); STEP_ARGS=(--repeats 2 --warmup 1); STEP_CASES=(--cases pix2pix,stylegan2_ada)
+  note "DRY RUN on the CPU (NDA_GPU_CHECK_DRY_RUN=1): checks the plumbing, not CUDA"
+fi
+note "device $DEV, budget ${BUDGET}s"
+
+# stage NAME CAP LOGFILE CMD...: run CMD (cwd: the repo) with a limit of min(CAP, time left).
+stage() {
+  local name=$1 cap=$2 log=$3; shift 3
+  local left=$((BUDGET - SECONDS - 5))
+  local limit=$((cap < left ? cap : left))
+  if [ "$limit" -lt 15 ]; then
+    note "[$name] skipped: no time left in the ${BUDGET}s budget"
+    FAILED=1
+    return 1
+  fi
+  local start=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" > "$log" 2>&1
+  local rc=$?
+  local took=$((SECONDS - start))
+  if [ $rc -eq 0 ]; then
+    note "[$name] ok (${took}s): $(grep -v '^\s*$' "$log" | tail -1 | cut -c1-160)"
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    note "[$name] TIMED OUT after ${limit}s (see $(basename "$log"))"; FAILED=1
+  else
+    note "[$name] FAILED rc=$rc (${took}s): $(grep -v '^\s*$' "$log" | tail -1 | cut -c1-160)"; FAILED=1
+  fi
+  return $rc
+}
+
+cd "$REPO" || exit 1
+
+# -- a. the suite's CUDA tests --------------------------------------------------------------------
+stage "a. tests/test_cuda.py" 170 "$OUTDIR/test_cuda.log" \
+  "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py --junitxml="$OUTDIR/test_cuda.xml"
+
+# -- b. the benchmarks ----------------------------------------------------------------------------
+stage "b. bench_transforms" 90 "$OUTDIR/bench_transforms.txt" \
+  "$PY" benchmarks/bench_transforms.py --device "$DEV" "${REPEATS[@]}" --markdown --out "$OUTDIR/bench_transforms.json"
+# bench_step's stylegan2_ada rows without upstream here (its networks come in stage c).
+stage "b. bench_step" 80 "$OUTDIR/bench_step.txt" \
+  env -u NDA_UPSTREAM_STYLEGAN2_ADA "$PY" benchmarks/bench_step.py --device "$DEV" "${STEP_ARGS[@]}" \
+  "${STEP_CASES[@]}" --out "$OUTDIR/bench_step.json"
+
+# -- c. StyleGAN2-ADA with our patch series and the fused ops -------------------------------------
+SRC=${NDA_UPSTREAM_STYLEGAN2_ADA:-}
+if [ -z "$SRC" ]; then
+  note "[c. stylegan2-ada] skipped: NDA_UPSTREAM_STYLEGAN2_ADA is not set (a stylegan2-ada-pytorch checkout)"
+elif [ ! -f "$SRC/training/loss.py" ]; then
+  note "[c. stylegan2-ada] FAILED: NDA_UPSTREAM_STYLEGAN2_ADA=$SRC has no training/loss.py"; FAILED=1
+else
+  CO=$WORK/stylegan2-ada-pytorch  # a private copy: the caller's checkout is never modified
+  if git -C "$SRC" rev-parse --git-dir > /dev/null 2>&1; then
+    git clone -q "$SRC" "$CO"
+  else
+    cp -a "$SRC" "$CO"
+  fi
+  if ! "$PY" -c 'import requests' 2> /dev/null; then
+    # upstream's dnnlib imports requests only to download URLs, which nothing here does
+    mkdir -p "$WORK/stub/requests"
+    echo '"""Stand-in for requests (gpu_check.sh): dnnlib.util imports it; nothing here downloads."""' \
+      > "$WORK/stub/requests/__init__.py"
+    export PYTHONPATH="$PYTHONPATH:$WORK/stub"
+    note "[c. stylegan2-ada] requests is missing: a stand-in module lets upstream's dnnlib import"
+  fi
+  if stage "c. nda patch apply" 30 "$OUTDIR/sg2_apply.log" nda patch apply stylegan2-ada "$CO"; then
+    stage "c. nda patch build-ops" 200 "$OUTDIR/sg2_build_ops.log" nda patch build-ops "$CO"
+    for mode in plain nda; do
+      flag=(); [ $mode = nda ] && flag=(--nda)
+      [ "$DEV" = cpu ] && flag+=(--dry-run)
+      (cd "$CO" && stage "c. fused-op tick ($mode)" 120 "$OUTDIR/sg2_tick_$mode.log" \
+        "$PY" "$REPO/benchmarks/gpu_check_sg2_tick.py" "$WORK/tick_$mode" "${flag[@]}")
+      [ $? -ne 0 ] && FAILED=1
+      tail -1 "$OUTDIR/sg2_tick_$mode.log" > "$OUTDIR/sg2_tick_$mode.json"
+      cp "$WORK/tick_$mode"/train_*.log "$OUTDIR/" 2> /dev/null
+    done
+    # upstream's networks while the series is applied (its compatibility fixes are needed to import)
+    stage "c. bench_step on upstream's networks" 90 "$OUTDIR/bench_step_sg2_upstream.txt" \
+      env NDA_UPSTREAM_STYLEGAN2_ADA="$CO" "$PY" benchmarks/bench_step.py --device "$DEV" --cases stylegan2_ada \
+      "${STEP_ARGS[@]}" --out "$OUTDIR/bench_step_sg2_upstream.json"
+    stage "c. nda patch revert" 30 "$OUTDIR/sg2_revert.log" nda patch revert stylegan2-ada "$CO"
+    nda patch status "$CO" > "$OUTDIR/sg2_status.log" 2>&1
+    dirty=$(git -C "$CO" status --porcelain --untracked-files=no 2> /dev/null)
+    if grep -qi "pristine" "$OUTDIR/sg2_status.log" && [ -z "$dirty" ]; then
+      note "[c. pristine after revert] ok: $(tail -1 "$OUTDIR/sg2_status.log")"
+    else
+      note "[c. pristine after revert] FAILED: $(tail -1 "$OUTDIR/sg2_status.log") ${dirty:+(git: $dirty)}"; FAILED=1
+    fi
+  fi
+fi
+
+# -- d. summary -----------------------------------------------------------------------------------
+{
+  echo
+  for f in bench_transforms.txt bench_step.txt bench_step_sg2_upstream.txt; do
+    [ -s "$OUTDIR/$f" ] && { echo "== $f"; grep -E '^(\||\*\*|device)' "$OUTDIR/$f"; echo; }
+  done
+  for f in sg2_tick_plain.json sg2_tick_nda.json; do
+    [ -s "$OUTDIR/$f" ] && { echo "== $f"; cat "$OUTDIR/$f"; }
+  done
+} >> "$SUMMARY"
+echo "---- summary ($OUTDIR/summary.txt) ----"
+cat "$SUMMARY"
+echo "gpu_check: $([ $FAILED = 0 ] && echo 'all stages passed' || echo 'SOME STAGES FAILED') in ${SECONDS}s; wrote $OUTDIR"
+exit $FAILED
