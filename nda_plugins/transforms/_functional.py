@@ -206,74 +206,142 @@ def _range_table(n: int, dtype) -> torch.Tensor:
     return ((coords >= start) & (coords < start + size)).to(dtype).view((n + 1) * (n + 1), n)
 
 
-def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (and per-frame) mean of ``x`` inside each sample's box.
+def box_fill_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cutout by masks: each sample's box filled with its per-channel (and per-frame) mean.
+
+    Exact for any values: the sum is over the box's pixels only (``torch.where``, not a product
+    with 0/1 weights, so a NaN or inf outside the box changes nothing), and the fill is a
+    selection. One elementwise pass over the batch per op; the path for small images (where the
+    number of ops is the cost), for devices other than the CPU, for inputs that require grad
+    and under ``torch.compile`` (which fuses it).
 
     Args:
         x: the batch.
-        mask: :func:`box_weights` (0/1) in the float dtype to compute in.
+        mask: ``(B, 1, ..., H, W)`` bool box mask (or a broadcastable pair product).
 
     Returns:
-        ``(mean, scratch)``: the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in
-        ``mask``'s dtype; and the x-sized ``x * mask`` it was summed from, which the caller may
-        reuse as an output buffer (a buffer that is already in cache costs less than a new one).
+        A new tensor like ``x`` (contiguous in ``x``'s layout as ``torch.where`` makes it).
     """
-    work = x if x.dtype == mask.dtype else x.to(mask.dtype)
-    product = work * mask
-    # The box area as the mask's sum: exact (a count below 2**24), already a float of the right
-    # shape, and on small batches one op instead of a product, a reshape and a type promotion.
-    area = mask.sum(dim=(-2, -1), keepdim=True)
-    return product.sum(dim=(-2, -1), keepdim=True).div_(area), product
+    work = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    total = torch.where(mask, x, 0).sum(dim=(-2, -1), keepdim=True, dtype=work)
+    area = mask.sum(dim=(-2, -1), keepdim=True, dtype=work)
+    mean = total / area
+    if not x.dtype.is_floating_point:
+        mean = mean.round()  # the fill a uint8 image can hold
+    return torch.where(mask, mean.to(x.dtype), x)
 
 
-def box_mean_from_rows(x: torch.Tensor, start: torch.Tensor, size: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """The same mean as :func:`box_mean`, reading only the rows each box covers.
+# -- box paste: clone the batch, then copy only the boxes ------------------------------------
+#
+# On the CPU an elementwise op with broadcast masks runs well below memory speed, while a copy
+# and an index_select over runs of a few dozen elements run at it. So for large images the box
+# transforms clone the batch and then move only the boxes' pixels, as runs:
+#
+# * rows: ``rows_max`` row slots per box, slot k holding row ``top + min(k, height - 1)``
+#   (slots past the box repeat its last row);
+# * columns: ``n_runs`` runs of ``run`` pixels per row, run j starting at column
+#   ``left + min(j * run, width - run)``; with ``run <= width <= n_runs * run`` they cover the
+#   box's columns exactly (the last runs may overlap the one before).
+#
+# Every slot lies inside the box, so repeated slots only move the same pixel again, with the
+# same value. A run of ``run * m`` elements starting at any element is a row of the overlapping
+# view ``flat.as_strided((N - L + 1, L), (1, 1))``, so gathering and writing runs is one
+# index_select and one index_copy_ on that view.
 
-    For large images, where :func:`box_mean`'s ``x * mask`` product (a batch-sized write and
-    read) costs more than the blend that uses the mean. Every plane's box rows are summed with
-    one ``embedding_bag`` (a weighted sum of selected rows): bag ``(b, plane)`` lists ``H``
-    rows, the box's own rows with weight 1, then its last row again with weight 0 (already in
-    cache, so it costs compute, not memory traffic); the fixed bag length keeps shapes static.
-    The columns are then a dot product with the column indicator.
+
+def _runs_of(flat: torch.Tensor, length: int) -> torch.Tensor:
+    """Every run of ``length`` consecutive elements of a 1-D contiguous tensor, as rows."""
+    return flat.as_strided((flat.numel() - length + 1, length), (1, 1))
+
+
+def box_runs(planes_shape, start: torch.Tensor, size: torch.Tensor, m: int, rows_max: int, run: int, n_runs: int):
+    """Element offsets, within a sample, of the runs that cover each sample's box.
 
     Args:
-        x: the batch, ``float32`` or ``float64``.
-        start, size: ``(B, 2)`` boxes, as from :func:`~._sampling.boxes`.
-        cols: the column indicator from :func:`box_axes`, in ``x``'s dtype.
+        planes_shape: ``(B, P, H, W * m)`` (see :func:`to_planes`).
+        start, size: ``(B, 2)`` boxes; every height ``<= rows_max`` and every width in
+            ``[run, n_runs * run]``.
+        m: elements per pixel along the last axis.
+        rows_max, run, n_runs: the fixed run layout (see above).
 
     Returns:
-        The mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``.
+        ``(offsets, valid)``: ``(B, P, rows_max, n_runs)`` long offsets of each run's first
+        element, and a ``(B, 1, rows_max, n_runs, run, 1)`` bool that is true exactly once
+        for every pixel of the box (false on repeated rows and on run overlaps).
     """
-    planes, m, _ = to_planes(x)
-    b, p, h, wm = planes.shape
-    w = wm // m
-    device = planes.device
-    height = size[:, :1]
-    offsets = S.arange(h, device)
-    rows = torch.minimum(offsets, height - 1).add_(start[:, :1])  # (B, H) row of each bag entry
-    weight = (offsets < height).to(x.dtype).unsqueeze(1).expand(b, p, h).reshape(b * p, h)
-    first_row = S._cached(("plane_rows", b * p, h), device, lambda: torch.arange(0, b * p * h, h).view(b, p, 1))
-    index = (first_row + rows.unsqueeze(1)).view(b * p, h)
-    sums = torch.nn.functional.embedding_bag(
-        index, planes.view(-1, wm), mode="sum", per_sample_weights=weight
-    )  # (B * P, W * m): each plane's box rows, summed
-    sums = (sums.view(b, p, w, m) * cols.reshape(b, 1, w, 1)).sum(dim=2)  # (B, P, m)
-    mean = sums / size.prod(dim=1).view(b, 1, 1)
-    if m > 1:  # channels-last planes hold (frames, channels); x's order is (channels, frames)
-        mean = mean.transpose(1, 2)
-    return mean.reshape(x.shape[:-2] + (1, 1))
+    b, p, h, wm = planes_shape
+    device = start.device
+    height, width = size[:, :1], size[:, 1:]
+    k = S.arange(rows_max, device)
+    rows = torch.minimum(k, height - 1).add_(start[:, :1])  # (B, rows_max)
+    first = S._cached(("run_firsts", n_runs, run), device, lambda: torch.arange(n_runs) * run)
+    rel = torch.minimum(first, width - run)  # (B, n_runs) run start relative to the box
+    plane = S._cached(("plane_offsets", p, h * wm), device, lambda: (torch.arange(p) * (h * wm)).view(1, p, 1, 1))
+    offsets = (rows * wm).view(b, 1, rows_max, 1) + ((rel + start[:, 1:]) * m).view(b, 1, 1, n_runs) + plane
+    # pixel e of run j is new iff it lies past the previous run's end (j * run) and run j is
+    # not a repeat of the clamped last run (j * run < width)
+    e = S.arange(run, device).view(1, 1, run)
+    fresh = (rel.unsqueeze(2) + e >= first.view(1, n_runs, 1)) & (first.view(1, n_runs, 1) < width.unsqueeze(2))
+    valid = (k < height).view(b, 1, rows_max, 1, 1, 1) & fresh.view(b, 1, 1, n_runs, run, 1)
+    return offsets, valid
 
 
-def select(x: torch.Tensor, other: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``other`` where ``weights`` is 1, ``x`` where it is 0 (weights broadcast).
+def run_layout(rows_max: int, width_lo: int, width_hi: int) -> tuple[int, int, int]:
+    """``(rows_max, run, n_runs)`` for boxes with heights ``<= rows_max`` and widths in
+    ``[width_lo, width_hi]``."""
+    return rows_max, width_lo, -(-width_hi // width_lo)
 
-    ``torch.lerp`` with 0/1 weights is an exact selection (``start + 0 * d`` and
-    ``end - 0 * d``) for finite inputs, and on CPU it runs several times faster than
-    ``torch.where`` with broadcast operands. Integer inputs go through float32.
+
+def paste_boxes(planes, source, source_sample, offsets, run_elems: int) -> torch.Tensor:
+    """``planes`` with each sample's box replaced by the same box of ``source[source_sample]``.
+
+    Args:
+        planes, source: ``(B, P, H, W * m)`` contiguous, the same shape.
+        source_sample: ``(B,)`` long, which sample of ``source`` fills each box.
+        offsets: from :func:`box_runs`.
+        run_elems: ``run * m``.
     """
-    if x.dtype.is_floating_point:
-        return torch.lerp(x, other.to(x.dtype), weights.to(x.dtype))
-    return cast_like(torch.lerp(x.float(), other.float(), weights.float()), x)
+    b = planes.shape[0]
+    per = planes[0].numel()
+    out = planes.clone()
+    samples = S._cached(("sample_offsets", b, per), planes.device, lambda: (torch.arange(b) * per).view(b, 1, 1, 1))
+    src = (offsets + (source_sample * per).view(b, 1, 1, 1)).view(-1)
+    runs = _runs_of(source.view(-1), run_elems).index_select(0, src)
+    _runs_of(out.view(-1), run_elems).index_copy_(0, (offsets + samples).view(-1), runs)
+    return out
+
+
+def fill_boxes_with_mean(planes, offsets, valid, m: int, run: int) -> torch.Tensor:
+    """Cutout by runs: ``planes`` with each box filled with its per-plane, per-channel mean.
+
+    The same values as :func:`box_fill_mean` (the sum runs in another order).
+    """
+    b, p = planes.shape[:2]
+    per = planes[0].numel()
+    samples = S._cached(("sample_offsets", b, per), planes.device, lambda: (torch.arange(b) * per).view(b, 1, 1, 1))
+    index = (offsets + samples).view(-1)
+    runs = _runs_of(planes.view(-1), run * m).index_select(0, index)
+    rows_max, n_runs = offsets.shape[2:]
+    work = planes.dtype if planes.dtype in (torch.float32, torch.float64) else torch.float32
+    pixels = runs.view(b, p, rows_max, n_runs, run, m)
+    total = torch.where(valid, pixels, 0).sum(dim=(2, 3, 4), dtype=work)  # (B, P, m)
+    area = valid.sum(dim=(2, 3, 4), dtype=work)  # (B, 1, 1)
+    mean = total / area
+    if not planes.dtype.is_floating_point:
+        mean = mean.round()
+    fill = mean.to(planes.dtype).view(b, p, 1, 1, m).expand(b, p, rows_max * n_runs, run, m)
+    out = planes.clone()
+    _runs_of(out.view(-1), run * m).index_copy_(0, index, fill.reshape(-1, run * m))
+    return out
+
+
+def select(x: torch.Tensor, other: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``other`` where ``mask`` is true (or 1), ``x`` elsewhere (``mask`` broadcasts).
+
+    A true selection (``torch.where``): a NaN or inf pixel stays where it is. An arithmetic
+    blend with 0/1 weights would not: ``x + 0 * (nan - x)`` is NaN.
+    """
+    return torch.where(mask if mask.dtype == torch.bool else mask.bool(), other.to(x.dtype), x)
 
 
 def cast_like(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
