@@ -203,22 +203,31 @@ class _BoxTransform(NegativeTransform):
         rows, cols = F.box_axes(x.shape, params["start"], params["size"], torch.bool)
         return rows & cols
 
-    def _run_layout(self, x, params):
-        """The box-paste layout, or ``None`` where the mask path is the one to take."""
-        if (
-            x.device.type != "cpu"  # elsewhere an elementwise op runs at memory speed
-            or max(x.shape[-2:]) <= F._BOX_TABLE_MAX_SIDE  # small images: fewer ops win
-            or x.requires_grad
-            or torch.compiler.is_compiling()  # the compiler fuses the mask path into one kernel
-        ):
-            return None
+    def _path(self, x, *others):
+        """``"runs"`` (clone, then move only the boxes: large CPU images), ``"blend"`` (0/1
+        weights through ``torch.lerp``: small CPU images whose values are all finite) or
+        ``"mask"`` (``torch.where``: exact for any values; other devices, inputs that require
+        grad, and under ``torch.compile``, which fuses it)."""
+        if x.device.type != "cpu" or x.requires_grad or torch.compiler.is_compiling():
+            return "mask"
+        if max(x.shape[-2:]) > F._BOX_TABLE_MAX_SIDE and self._bounds(x)[2] * _pixel_elems(x) >= _MIN_RUN:
+            return "runs"
+        return "blend" if F.all_finite(x, *others) else "mask"
+
+    def _layout(self, x):
         h_lo, h_hi, w_lo, w_hi = self._bounds(x)
-        if w_lo * _pixel_elems(x) < 16:  # runs too short to move at copy speed
-            return None
         return F.run_layout(h_hi, w_lo, w_hi)
 
     def extra_repr(self):
         return f"low={self.low:.4g}, high={self.high:.4g}"
+
+
+def _work_dtype(x: torch.Tensor) -> torch.dtype:
+    """The float dtype a transform computes in: ``x``'s for float32/64, float32 otherwise."""
+    return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+_MIN_RUN = 16  # elements; shorter runs do not move at copy speed
 
 
 def _pixel_elems(x) -> int:
@@ -243,13 +252,26 @@ class Cutout(_BoxTransform):
     name = "cutout"
 
     def apply(self, x, params, partner):
-        layout = self._run_layout(x, params)
-        if layout is None:
+        path = self._path(x)
+        if path == "runs":
+            rows_max, run, n_runs = self._layout(x)
+            planes, m, restore = F.to_planes(x)
+            offsets, valid = F.box_runs(planes.shape, params["start"], params["size"], m, rows_max, run, n_runs)
+            out = F.fill_boxes_with_mean(planes, offsets, valid, m, run)
+            if out is not None:
+                return restore(out)
+            path = "mask"  # a box holds a NaN or inf
+        if path == "mask":
             return _keep_format(F.box_fill_mean(x, self._masks(x, params)), x)
-        rows_max, run, n_runs = layout
-        planes, m, restore = F.to_planes(x)
-        offsets, valid = F.box_runs(planes.shape, params["start"], params["size"], m, rows_max, run, n_runs)
-        return restore(F.fill_boxes_with_mean(planes, offsets, valid, m, run))
+        work = _work_dtype(x)
+        rows, cols = F.box_axes(x.shape, params["start"], params["size"], work)
+        mask = rows * cols
+        mean, scratch = F.box_mean(x, mask)
+        if x.dtype == work:  # write the result over the x-sized scratch: no new batch buffer
+            return _keep_format(torch.lerp(x, mean, mask, out=scratch), x)
+        if not x.dtype.is_floating_point:
+            mean = mean.round()  # the fill a uint8 image can hold
+        return _keep_format(F.blend01(x, mean, mask), x)
 
 
 class CutMix(_BoxTransform):
@@ -273,19 +295,37 @@ class CutMix(_BoxTransform):
             )
 
     def apply(self, x, params, partner):
-        layout = self._run_layout(x, params)
-        planes, m, restore = F.to_planes(x) if layout is not None else (None, None, None)
-        if partner is None:
-            source, which = planes, params.get("partner")
-        elif layout is not None:  # the partner's planes must be laid out like x's
-            source, partner_m, _ = F.to_planes(partner)
-            which = S.arange(x.shape[0], x.device)
-            layout = layout if partner_m == m and source.shape == planes.shape else None
-        if layout is None:
+        path = self._path(x) if partner is None else self._path(x, partner)
+        if path == "runs":
+            planes, m, restore = F.to_planes(x)
+            if partner is None:
+                source, which = planes, params["partner"]
+            else:
+                source, partner_m, _ = F.to_planes(partner)
+                which = S.arange(x.shape[0], x.device)
+                if partner_m != m or source.shape != planes.shape:  # laid out unlike x
+                    source = F.to_planes(partner.contiguous(memory_format=_memory_format(x)))[0]
+            rows_max, run, n_runs = self._layout(x)
+            offsets, _ = F.box_runs(planes.shape, params["start"], params["size"], m, rows_max, run, n_runs,
+                                    with_valid=False)
+            return restore(F.paste_boxes(planes, source, which, offsets, run * m))
+        if path == "mask":
             return _keep_format(F.select(x, _partner_images(x, params, partner), self._masks(x, params)), x)
-        rows_max, run, n_runs = layout
-        offsets, _ = F.box_runs(planes.shape, params["start"], params["size"], m, rows_max, run, n_runs)
-        return restore(F.paste_boxes(planes, source, which, offsets, run * m))
+        rows, cols = F.box_axes(x.shape, params["start"], params["size"], x.dtype if x.dtype.is_floating_point else torch.float32)
+        if partner is None and x.dtype.is_floating_point:
+            # Blend into the gathered partner batch (elementwise, so writing over an input is
+            # safe): one batch-sized allocation.
+            other = x.index_select(0, params["partner"])
+            return _keep_format(torch.lerp(x, other, rows * cols, out=other), x)
+        return _keep_format(F.blend01(x, _partner_images(x, params, partner), rows * cols), x)
+
+
+def _memory_format(x):
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
+        return torch.channels_last_3d
+    return torch.contiguous_format
 
 
 class Mixup(NegativeTransform):

@@ -254,7 +254,8 @@ def _runs_of(flat: torch.Tensor, length: int) -> torch.Tensor:
     return flat.as_strided((flat.numel() - length + 1, length), (1, 1))
 
 
-def box_runs(planes_shape, start: torch.Tensor, size: torch.Tensor, m: int, rows_max: int, run: int, n_runs: int):
+def box_runs(planes_shape, start: torch.Tensor, size: torch.Tensor, m: int, rows_max: int, run: int, n_runs: int,
+             *, with_valid: bool = True):
     """Element offsets, within a sample, of the runs that cover each sample's box.
 
     Args:
@@ -266,8 +267,9 @@ def box_runs(planes_shape, start: torch.Tensor, size: torch.Tensor, m: int, rows
 
     Returns:
         ``(offsets, valid)``: ``(B, P, rows_max, n_runs)`` long offsets of each run's first
-        element, and a ``(B, 1, rows_max, n_runs, run, 1)`` bool that is true exactly once
-        for every pixel of the box (false on repeated rows and on run overlaps).
+        element, and (``with_valid``, else ``None``) a ``(B, 1, rows_max, n_runs, run, 1)``
+        0/1 weight that is 1 exactly once for every pixel of the box (0 on repeated rows and on
+        run overlaps).
     """
     b, p, h, wm = planes_shape
     device = start.device
@@ -278,18 +280,23 @@ def box_runs(planes_shape, start: torch.Tensor, size: torch.Tensor, m: int, rows
     rel = torch.minimum(first, width - run)  # (B, n_runs) run start relative to the box
     plane = S._cached(("plane_offsets", p, h * wm), device, lambda: (torch.arange(p) * (h * wm)).view(1, p, 1, 1))
     offsets = (rows * wm).view(b, 1, rows_max, 1) + ((rel + start[:, 1:]) * m).view(b, 1, 1, n_runs) + plane
+    if not with_valid:
+        return offsets, None
     # pixel e of run j is new iff it lies past the previous run's end (j * run) and run j is
     # not a repeat of the clamped last run (j * run < width)
     e = S.arange(run, device).view(1, 1, run)
-    fresh = (rel.unsqueeze(2) + e >= first.view(1, n_runs, 1)) & (first.view(1, n_runs, 1) < width.unsqueeze(2))
-    valid = (k < height).view(b, 1, rows_max, 1, 1, 1) & fresh.view(b, 1, 1, n_runs, run, 1)
+    # (float 0/1 products: on the CPU, bool ops run far slower than float ones)
+    fresh = (rel.unsqueeze(2) + e >= first.view(1, n_runs, 1)).float() * (first.view(1, n_runs, 1) < width.unsqueeze(2))
+    valid = (k < height).float().view(b, 1, rows_max, 1, 1, 1) * fresh.view(b, 1, 1, n_runs, run, 1)
     return offsets, valid
 
 
 def run_layout(rows_max: int, width_lo: int, width_hi: int) -> tuple[int, int, int]:
     """``(rows_max, run, n_runs)`` for boxes with heights ``<= rows_max`` and widths in
-    ``[width_lo, width_hi]``."""
-    return rows_max, width_lo, -(-width_hi // width_lo)
+    ``[width_lo, width_hi]``: the fewest runs that reach ``width_hi``, each as short as that
+    allows (``run <= width_lo``, so a run never leaves its box)."""
+    n_runs = -(-width_hi // width_lo)
+    return rows_max, -(-width_hi // n_runs), n_runs
 
 
 def paste_boxes(planes, source, source_sample, offsets, run_elems: int) -> torch.Tensor:
@@ -311,10 +318,12 @@ def paste_boxes(planes, source, source_sample, offsets, run_elems: int) -> torch
     return out
 
 
-def fill_boxes_with_mean(planes, offsets, valid, m: int, run: int) -> torch.Tensor:
+def fill_boxes_with_mean(planes, offsets, valid, m: int, run: int) -> torch.Tensor | None:
     """Cutout by runs: ``planes`` with each box filled with its per-plane, per-channel mean.
 
-    The same values as :func:`box_fill_mean` (the sum runs in another order).
+    The same values as :func:`box_fill_mean` (the sum runs in another order). Returns ``None``
+    when a box holds a NaN or inf: the 0 weights of repeated pixels would turn an inf into
+    NaN, so the caller takes the exact mask path for that batch.
     """
     b, p = planes.shape[:2]
     per = planes[0].numel()
@@ -324,15 +333,55 @@ def fill_boxes_with_mean(planes, offsets, valid, m: int, run: int) -> torch.Tens
     rows_max, n_runs = offsets.shape[2:]
     work = planes.dtype if planes.dtype in (torch.float32, torch.float64) else torch.float32
     pixels = runs.view(b, p, rows_max, n_runs, run, m)
-    total = torch.where(valid, pixels, 0).sum(dim=(2, 3, 4), dtype=work)  # (B, P, m)
-    area = valid.sum(dim=(2, 3, 4), dtype=work)  # (B, 1, 1)
-    mean = total / area
+    if pixels.dtype != work:
+        pixels = pixels.to(work)
+    total = (pixels * valid.to(work)).sum(dim=(2, 3, 4))  # (B, P, m)
+    if planes.dtype.is_floating_point and not bool(torch.isfinite(total).all()):  # CPU only: no device sync
+        return None
+    mean = total / valid.sum(dim=(2, 3, 4), dtype=work)  # area: (B, 1, 1)
     if not planes.dtype.is_floating_point:
         mean = mean.round()
     fill = mean.to(planes.dtype).view(b, p, 1, 1, m).expand(b, p, rows_max * n_runs, run, m)
     out = planes.clone()
     _runs_of(out.view(-1), run * m).index_copy_(0, index, fill.reshape(-1, run * m))
     return out
+
+
+def all_finite(*tensors: torch.Tensor) -> bool:
+    """Whether every value of these CPU tensors is finite, from one float32 sum each.
+
+    A sum is finite only if every term is (a NaN or inf term makes it NaN or inf); a finite
+    batch whose sum overflows reads as non-finite, which only costs the exact path.
+    """
+    return all(not t.dtype.is_floating_point or bool(torch.isfinite(t.sum(dtype=torch.float32))) for t in tensors)
+
+
+def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (and per-frame) mean of ``x`` inside each sample's box, for finite ``x``.
+
+    Args:
+        x: the batch (all values finite: a NaN anywhere would leak through the 0 weights).
+        mask: :func:`box_weights` (0/1) in the float dtype to compute in.
+
+    Returns:
+        ``(mean, scratch)``: the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in
+        ``mask``'s dtype; and the x-sized ``x * mask`` it was summed from, which the caller may
+        reuse as an output buffer.
+    """
+    work = x if x.dtype == mask.dtype else x.to(mask.dtype)
+    product = work * mask
+    area = mask.sum(dim=(-2, -1), keepdim=True)
+    return product.sum(dim=(-2, -1), keepdim=True).div_(area), product
+
+
+def blend01(x: torch.Tensor, other: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``other`` where ``weights`` is 1, ``x`` where it is 0, by ``torch.lerp``: exact for finite
+    values (``start + 0 * d``, ``end - 0 * d``) and on the CPU several times faster than
+    ``torch.where``; a NaN or inf leaks through the 0 weights, so use :func:`select` unless the
+    inputs are known to be finite. Integer inputs go through float32."""
+    if x.dtype.is_floating_point:
+        return torch.lerp(x, other.to(x.dtype), weights.to(x.dtype))
+    return cast_like(torch.lerp(x.float(), other.float(), weights.float()), x)
 
 
 def select(x: torch.Tensor, other: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
