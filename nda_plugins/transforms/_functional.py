@@ -254,8 +254,7 @@ def _runs_of(flat: torch.Tensor, length: int) -> torch.Tensor:
     return flat.as_strided((flat.numel() - length + 1, length), (1, 1))
 
 
-def box_runs(planes_shape, start: torch.Tensor, size: torch.Tensor, m: int, rows_max: int, run: int, n_runs: int,
-             *, with_valid: bool = True):
+def box_runs(planes_shape, start: torch.Tensor, size: torch.Tensor, m: int, rows_max: int, run: int, n_runs: int):
     """Element offsets, within a sample, of the runs that cover each sample's box.
 
     Args:
@@ -266,10 +265,7 @@ def box_runs(planes_shape, start: torch.Tensor, size: torch.Tensor, m: int, rows
         rows_max, run, n_runs: the fixed run layout (see above).
 
     Returns:
-        ``(offsets, valid)``: ``(B, P, rows_max, n_runs)`` long offsets of each run's first
-        element, and (``with_valid``, else ``None``) a ``(B, 1, rows_max, n_runs, run, 1)``
-        0/1 weight that is 1 exactly once for every pixel of the box (0 on repeated rows and on
-        run overlaps).
+        ``(B, P, rows_max, n_runs)`` long offsets of each run's first element.
     """
     b, p, h, wm = planes_shape
     device = start.device
@@ -280,15 +276,7 @@ def box_runs(planes_shape, start: torch.Tensor, size: torch.Tensor, m: int, rows
     rel = torch.minimum(first, width - run)  # (B, n_runs) run start relative to the box
     plane = S._cached(("plane_offsets", p, h * wm), device, lambda: (torch.arange(p) * (h * wm)).view(1, p, 1, 1))
     offsets = (rows * wm).view(b, 1, rows_max, 1) + ((rel + start[:, 1:]) * m).view(b, 1, 1, n_runs) + plane
-    if not with_valid:
-        return offsets, None
-    # pixel e of run j is new iff it lies past the previous run's end (j * run) and run j is
-    # not a repeat of the clamped last run (j * run < width)
-    e = S.arange(run, device).view(1, 1, run)
-    # (float 0/1 products: on the CPU, bool ops run far slower than float ones)
-    fresh = (rel.unsqueeze(2) + e >= first.view(1, n_runs, 1)).float() * (first.view(1, n_runs, 1) < width.unsqueeze(2))
-    valid = (k < height).float().view(b, 1, rows_max, 1, 1, 1) * fresh.view(b, 1, 1, n_runs, run, 1)
-    return offsets, valid
+    return offsets
 
 
 def run_layout(rows_max: int, width_lo: int, width_hi: int) -> tuple[int, int, int]:
@@ -318,35 +306,6 @@ def paste_boxes(planes, source, source_sample, offsets, run_elems: int) -> torch
     return out
 
 
-def fill_boxes_with_mean(planes, offsets, valid, m: int, run: int) -> torch.Tensor | None:
-    """Cutout by runs: ``planes`` with each box filled with its per-plane, per-channel mean.
-
-    The same values as :func:`box_fill_mean` (the sum runs in another order). Returns ``None``
-    when a box holds a NaN or inf: the 0 weights of repeated pixels would turn an inf into
-    NaN, so the caller takes the exact mask path for that batch.
-    """
-    b, p = planes.shape[:2]
-    per = planes[0].numel()
-    samples = S._cached(("sample_offsets", b, per), planes.device, lambda: (torch.arange(b) * per).view(b, 1, 1, 1))
-    index = (offsets + samples).view(-1)
-    runs = _runs_of(planes.view(-1), run * m).index_select(0, index)
-    rows_max, n_runs = offsets.shape[2:]
-    work = planes.dtype if planes.dtype in (torch.float32, torch.float64) else torch.float32
-    pixels = runs.view(b, p, rows_max, n_runs, run, m)
-    if pixels.dtype != work:
-        pixels = pixels.to(work)
-    total = (pixels * valid.to(work)).sum(dim=(2, 3, 4))  # (B, P, m)
-    if planes.dtype.is_floating_point and not bool(torch.isfinite(total).all()):  # CPU only: no device sync
-        return None
-    mean = total / valid.sum(dim=(2, 3, 4), dtype=work)  # area: (B, 1, 1)
-    if not planes.dtype.is_floating_point:
-        mean = mean.round()
-    fill = mean.to(planes.dtype).view(b, p, 1, 1, m).expand(b, p, rows_max * n_runs, run, m)
-    out = planes.clone()
-    _runs_of(out.view(-1), run * m).index_copy_(0, index, fill.reshape(-1, run * m))
-    return out
-
-
 def all_finite(*tensors: torch.Tensor) -> bool:
     """Whether every value of these CPU tensors is finite, from one float32 sum each.
 
@@ -372,6 +331,45 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.T
     product = work * mask
     area = mask.sum(dim=(-2, -1), keepdim=True)
     return product.sum(dim=(-2, -1), keepdim=True).div_(area), product
+
+
+def box_mean_from_rows(x: torch.Tensor, start: torch.Tensor, size: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """The same mean as :func:`box_mean`, reading only the rows each box covers (finite ``x``
+    only: a NaN in a box row outside the box leaks through the column weights).
+
+    For large images, where :func:`box_mean`'s ``x * mask`` product (a batch-sized write and
+    read) costs more than the blend that uses the mean. Every plane's box rows are summed with
+    one ``embedding_bag`` (a weighted sum of selected rows): bag ``(b, plane)`` lists ``H``
+    rows, the box's own rows with weight 1, then its last row again with weight 0 (already in
+    cache, so it costs compute, not memory traffic); the fixed bag length keeps shapes static.
+    The columns are then a dot product with the column indicator.
+
+    Args:
+        x: the batch, ``float32`` or ``float64``.
+        start, size: ``(B, 2)`` boxes, as from :func:`~._sampling.boxes`.
+        cols: the column indicator from :func:`box_axes`, in ``x``'s dtype.
+
+    Returns:
+        The mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``.
+    """
+    planes, m, _ = to_planes(x)
+    b, p, h, wm = planes.shape
+    w = wm // m
+    device = planes.device
+    height = size[:, :1]
+    offsets = S.arange(h, device)
+    rows = torch.minimum(offsets, height - 1).add_(start[:, :1])  # (B, H) row of each bag entry
+    weight = (offsets < height).to(x.dtype).unsqueeze(1).expand(b, p, h).reshape(b * p, h)
+    first_row = S._cached(("plane_rows", b, p, h), device, lambda: torch.arange(0, b * p * h, h).view(b, p, 1))
+    index = (first_row + rows.unsqueeze(1)).view(b * p, h)
+    sums = torch.nn.functional.embedding_bag(
+        index, planes.view(-1, wm), mode="sum", per_sample_weights=weight
+    )  # (B * P, W * m): each plane's box rows, summed
+    sums = (sums.view(b, p, w, m) * cols.reshape(b, 1, w, 1)).sum(dim=2)  # (B, P, m)
+    mean = sums / size.prod(dim=1).view(b, 1, 1)
+    if m > 1:  # channels-last planes hold (frames, channels); x's order is (channels, frames)
+        mean = mean.transpose(1, 2)
+    return mean.reshape(x.shape[:-2] + (1, 1))
 
 
 def blend01(x: torch.Tensor, other: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
