@@ -41,7 +41,8 @@ def test_targets_compare_like_work():
     row = {"vs_clone": 0.1, "vs_randn_like": 0.9, "x_index_select": 7.0}
     assert bench.target("memory-bound", "noise", row) == ("vs randn_like >= 0.8", True)
     assert bench.target("memory-bound", "cutmix", row) == ("vs clone >= 0.5", False)
-    assert bench.target("latency-bound", "noise", row) == ("x index_sel <= 6", False)
+    assert bench.target("latency-bound", "noise", row) == ("vs randn_like >= 0.8", True)
+    assert bench.target("latency-bound", "jigsaw", row) == ("x index_sel <= 6", False)
     assert "cutout" not in bench.kornia_ops()  # RandomErasing fills a constant: unlike work
 
 
