@@ -10,6 +10,11 @@ Two ideas keep these close to the speed of a plain copy:
   indicator. The two-image ones blend into the gathered partner batch in place, so a call
   allocates one batch-sized tensor. On small images the cost is the number of ops, not the data,
   so box indicators come from cached lookup tables.
+* A blend with 0/1 weights is exact only for finite values (``x + 0 * (inf - x)`` is NaN), so
+  the box transforms use it only where the batch is known to be finite (CPU: one sum), and
+  otherwise select with ``torch.where`` (:func:`select`, :func:`box_fill_mean`): a NaN or inf
+  pixel stays where it is. On large CPU images cutmix instead clones the batch and copies only
+  the boxes, as runs of memory (:func:`paste_boxes`), exact for any values.
 
 All functions take "planes": a contiguous ``(B, P, H, Wm)`` view of the input in which every
 sample is ``P`` planes of ``H`` rows and ``Wm = W * m`` elements, where ``m`` is 1 for
@@ -19,6 +24,7 @@ channels-first memory and the number of channels for channels-last memory. See
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -307,12 +313,18 @@ def paste_boxes(planes, source, source_sample, offsets, run_elems: int) -> torch
 
 
 def all_finite(*tensors: torch.Tensor) -> bool:
-    """Whether every value of these CPU tensors is finite, from one float32 sum each.
+    """Whether every value of these CPU tensors is finite, from one sum each (CPU only: the
+    read-back is a memory read, not a device synchronisation).
 
     A sum is finite only if every term is (a NaN or inf term makes it NaN or inf); a finite
     batch whose sum overflows reads as non-finite, which only costs the exact path.
     """
-    return all(not t.dtype.is_floating_point or bool(torch.isfinite(t.sum(dtype=torch.float32))) for t in tensors)
+    for t in tensors:
+        if t.dtype.is_floating_point:
+            total = t.sum() if t.dtype in (torch.float32, torch.float64) else t.sum(dtype=torch.float32)
+            if not math.isfinite(total.item()):
+                return False
+    return True
 
 
 def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
