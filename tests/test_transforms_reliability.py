@@ -215,13 +215,13 @@ def test_box_transforms_match_the_reference_in_every_dtype(name, size, dtype):
 
 @pytest.mark.parametrize("name", BOX)
 def test_the_three_box_paths_agree(name, monkeypatch):
-    """Runs (large CPU images), blend (small finite CPU batches) and mask (exact torch.where)
-    give the same output on the same parameters."""
+    """large (CPU: cutmix's box runs, cutout's box-rows mean), blend (finite CPU batches) and
+    mask (exact torch.where) give the same output on the same parameters."""
     x = _batch((5, 3, 4, 30, 40))
     t = T.build(name)
     default = t(x, generator=_gen())
     outputs = {}
-    for path in ("runs", "blend", "mask"):
+    for path in ("large", "blend", "mask"):
         monkeypatch.setattr(B._BoxTransform, "_path", lambda self, x, *others, p=path: p)
         outputs[path] = t(x, params=t.last_params)
     for path, y in outputs.items():

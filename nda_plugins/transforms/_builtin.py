@@ -204,14 +204,19 @@ class _BoxTransform(NegativeTransform):
         return rows & cols
 
     def _path(self, x, *others):
-        """``"runs"`` (clone, then move only the boxes: large CPU images), ``"blend"`` (0/1
-        weights through ``torch.lerp``: small CPU images whose values are all finite) or
-        ``"mask"`` (``torch.where``: exact for any values; other devices, inputs that require
-        grad, and under ``torch.compile``, which fuses it)."""
+        """How to apply the boxes to ``x``:
+
+        * ``"large"``: large CPU images (cutmix clones the batch and copies only the boxes, as
+          runs of memory; cutout takes each mean from the box rows alone);
+        * ``"blend"``: 0/1 weights through ``torch.lerp``, small CPU images whose values are
+          all finite (exact for finite values, and the fastest there);
+        * ``"mask"``: ``torch.where``, exact for any values: other devices, inputs that require
+          grad, and under ``torch.compile`` (which fuses it).
+        """
         if x.device.type != "cpu" or x.requires_grad or torch.compiler.is_compiling():
             return "mask"
         if max(x.shape[-2:]) > F._BOX_TABLE_MAX_SIDE and self._bounds(x)[2] * _pixel_elems(x) >= _MIN_RUN:
-            return "runs"
+            return "large"
         return "blend" if F.all_finite(x, *others) else "mask"
 
     def _layout(self, x):
@@ -253,7 +258,7 @@ class Cutout(_BoxTransform):
 
     def apply(self, x, params, partner):
         path = self._path(x)
-        if path == "runs":
+        if path == "large":
             # Large images: the mean from the box rows alone and one blend over the batch beat
             # the box runs here (a mean fill is not a copy), once a sum shows x is finite.
             path = "blend" if F.all_finite(x) else "mask"
@@ -296,7 +301,7 @@ class CutMix(_BoxTransform):
 
     def apply(self, x, params, partner):
         path = self._path(x) if partner is None else self._path(x, partner)
-        if path == "runs":
+        if path == "large":
             planes, m, restore = F.to_planes(x)
             if partner is None:
                 source, which = planes, params["partner"]
