@@ -190,6 +190,13 @@ class NegativeTransform:
 
         Returns:
             A new tensor with ``x``'s shape, dtype, device and memory format.
+
+        Raises:
+            ValueError: ``x`` cannot give a negative that differs from every source (e.g. a
+                two-image transform on a batch expanded from one image, or partner images
+                equal to their sources), or replayed ``params`` do not fit ``x`` (another batch
+                size, image size, or values :meth:`sample` could not have drawn).
+            TypeError: ``x``, ``partner``, ``generator`` or ``params`` of the wrong type.
         """
         check_images(x)
         check_generator(generator, x)
