@@ -27,10 +27,30 @@ def test_bench_shape_and_markdown(tmp_path, monkeypatch):
     assert [r["transform"] for r in result["rows"]] == bench.OURS
     for row in result["rows"]:
         assert row["vs_clone"] > 0 and row["x_index_select"] > 0 and row["loop_over_ours"] > 0
+        assert row["vs_randn_like"] > 0 and isinstance(row["meets_target"], bool)
         assert row["kornia_over_ours"] is None and row["compiled_vs_clone"] is None
+    assert "randn_like" in result["median_seconds"]
     table = bench.markdown(result)
     assert table.count("\n| ") == len(bench.OURS) + 2  # header, rule, one row each and "(target ≤ 6)" in table
     json.dumps(result)  # the JSON file must be writable
+
+
+def test_targets_compare_like_work():
+    """noise is held to torch.randn_like, the others to a clone; small batches to index_select."""
+    bench = _load()
+    row = {"vs_clone": 0.1, "vs_randn_like": 0.9, "x_index_select": 7.0}
+    assert bench.target("memory-bound", "noise", row) == ("vs randn_like >= 0.8", True)
+    assert bench.target("memory-bound", "cutmix", row) == ("vs clone >= 0.5", False)
+    assert bench.target("latency-bound", "noise", row) == ("vs randn_like >= 0.8", True)
+    assert bench.target("latency-bound", "jigsaw", row) == ("x index_sel <= 6", False)
+    assert "cutout" not in bench.kornia_ops()  # RandomErasing fills a constant: unlike work
+
+
+def test_cpu_clock_option(monkeypatch):
+    bench = _load()
+    monkeypatch.setattr(bench, "kornia_ops", lambda: {})
+    result = bench.bench_shape("memory-bound", (2, 3, 8, 8), torch.device("cpu"), repeats=1, inner=1, slow_inner=1, clock="cpu")
+    assert result["clock"] == "cpu" and all(v >= 0 for v in result["median_seconds"].values())
 
 
 def test_per_sample_loops_make_negatives():

@@ -42,6 +42,48 @@ def check_generator(generator: Any, x: torch.Tensor) -> None:
         )
 
 
+def _replay_error(transform, message: str) -> ValueError:
+    return ValueError(f"params= given to transform {transform.name!r} do not fit x: {message}")
+
+
+def _param(transform, params, key: str, shape: tuple, *, integer: bool, x: torch.Tensor) -> torch.Tensor:
+    """``params[key]``, checked to be a tensor of ``shape`` (integer or float) or a clear error."""
+    if key not in params:
+        raise _replay_error(transform, f"missing key {key!r}; got keys {sorted(params)}")
+    value = params[key]
+    if not isinstance(value, torch.Tensor):
+        raise _replay_error(transform, f"{key!r} must be a tensor, got {type(value).__name__}")
+    if tuple(value.shape) != tuple(shape):
+        raise _replay_error(
+            transform, f"{key!r} must have shape {tuple(shape)} for x of shape {tuple(x.shape)}, "
+            f"got {tuple(value.shape)} (were these params drawn for another batch or image size?)"
+        )
+    kind_ok = not (value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool)
+    if integer != kind_ok:
+        raise _replay_error(transform, f"{key!r} must be {'an integer' if integer else 'a float'} tensor, got {value.dtype}")
+    return value
+
+
+def _check_partner_differs(name: str, x: torch.Tensor, partner: torch.Tensor) -> None:
+    """A negative made from an image and an identical partner is the image itself: refuse.
+
+    Cheap when ``partner`` is ``x`` (or a view of the same memory); otherwise one comparison
+    pass over the batch (the ``partner=`` path only, not the batch-partner hot path).
+    """
+    if partner.data_ptr() == x.data_ptr() and partner.stride() == x.stride():
+        raise ValueError(
+            f"partner is x itself (the same memory); transform {name!r} would return every source "
+            f"unchanged; pass other images as partner="
+        )
+    same = (partner == x).flatten(1).all(dim=1)
+    if bool(same.any()):
+        index = same.nonzero().flatten().tolist()
+        raise ValueError(
+            f"partner images {index[:10]}{'...' if len(index) > 10 else ''} equal their sources in x; "
+            f"transform {name!r} would return them unchanged; pass partners that differ from x"
+        )
+
+
 class NegativeTransform:
     """Base class: turns a batch of real samples into negatives.
 
@@ -118,6 +160,15 @@ class NegativeTransform:
     ) -> torch.Tensor:
         raise NotImplementedError
 
+    def check_params(
+        self, x: torch.Tensor, params: dict[str, torch.Tensor], partner: torch.Tensor | None
+    ) -> None:
+        """Raise ``ValueError`` unless replayed ``params`` are ones :meth:`sample` could have drawn
+        for ``x`` (and ``partner``). Called only for ``params=`` replays, never on the hot path,
+        so it may synchronise with the device. The base class accepts anything; the built-ins
+        check their keys' shapes, dtypes and ranges."""
+
+
     # -- shared ---------------------------------------------------------------------------
     def __call__(
         self,
@@ -139,6 +190,13 @@ class NegativeTransform:
 
         Returns:
             A new tensor with ``x``'s shape, dtype, device and memory format.
+
+        Raises:
+            ValueError: ``x`` cannot give a negative that differs from every source (e.g. a
+                two-image transform on a batch expanded from one image, or partner images
+                equal to their sources), or replayed ``params`` do not fit ``x`` (another batch
+                size, image size, or values :meth:`sample` could not have drawn).
+            TypeError: ``x``, ``partner``, ``generator`` or ``params`` of the wrong type.
         """
         check_images(x)
         check_generator(generator, x)
@@ -152,8 +210,20 @@ class NegativeTransform:
                     f"{x.dtype} on {x.device}, got {tuple(partner.shape)} {partner.dtype} on "
                     f"{partner.device}"
                 )
+            _check_partner_differs(self.name, x, partner)
+        elif self.pairwise and x.shape[0] > 1 and x.stride(0) == 0:
+            raise ValueError(
+                f"transform {self.name!r} pairs each image with another image of x, but every image of "
+                f"x is the same one (x is expanded along the batch, stride 0 in dim 0, shape "
+                f"{tuple(x.shape)}), so every negative would equal its source; pass distinct images "
+                f"or partner=<other images>"
+            )
         if params is None:
             params = self.sample(x, generator, external_partner=partner is not None)
+        else:
+            if not isinstance(params, dict):
+                raise TypeError(f"params must be a dict of tensors (a transform's last_params), got {type(params).__name__}")
+            self.check_params(x, params, partner)
         self.last_params = params
         # getattr: a third-party subclass may not call NegativeTransform.__init__
         compiled = getattr(self, "_compiled_apply", None)

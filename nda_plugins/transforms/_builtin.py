@@ -13,7 +13,7 @@ import torch
 
 from . import _functional as F
 from . import _sampling as S
-from ._base import NegativeTransform, check_images
+from ._base import NegativeTransform, _param, _replay_error, check_images
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
@@ -39,6 +39,18 @@ def _partner_params(x, generator, external_partner: bool) -> dict[str, torch.Ten
     if external_partner:
         return {}
     return {"partner": S.partners(x.shape[0], generator=generator, device=x.device)}
+
+
+def _check_partners(transform, x, params, partner) -> None:
+    """Replay check of batch partners: ``(B,)`` indices into x, none of them the sample itself."""
+    if partner is not None:
+        return  # given partner images replace the drawn indices
+    b = x.shape[0]
+    index = _param(transform, params, "partner", (b,), integer=True, x=x)
+    if bool(((index < 0) | (index >= b)).any()):
+        raise _replay_error(transform, f"'partner' indices must be in [0, {b - 1}] for a batch of {b}, got {index.tolist()}")
+    if bool((index == torch.arange(b, device=index.device)).any()):
+        raise _replay_error(transform, f"'partner' pairs a sample with itself (its negative would be the source): {index.tolist()}")
 
 
 def _partner_images(x, params, partner):
@@ -83,6 +95,18 @@ class Jigsaw(NegativeTransform):
         perm = S.non_identity_permutations(x.shape[0], self.grid**2, generator=generator, device=x.device)
         return {"perm": perm}
 
+    def check_params(self, x, params, partner):
+        h, w = x.shape[-2:]
+        if h < self.grid or w < self.grid:
+            raise _replay_error(self, f"grid={self.grid} needs images of at least {self.grid}x{self.grid}, got {h}x{w}")
+        n = self.grid**2
+        perm = _param(self, params, "perm", (x.shape[0], n), integer=True, x=x)
+        cells = torch.arange(n, device=perm.device)
+        if not bool((perm.sort(dim=1).values == cells).all()):
+            raise _replay_error(self, f"every row of 'perm' must be a permutation of range({n}), got {perm.tolist()}")
+        if bool((perm == cells).all(dim=1).any()):
+            raise _replay_error(self, "'perm' holds the identity permutation (that negative would be the source)")
+
     def apply(self, x, params, partner):
         planes, m, restore = F.to_planes(x)
         return restore(F.jigsaw(planes, params["perm"], self.grid, m))
@@ -107,6 +131,12 @@ class Stitch(NegativeTransform):
         params["mode"] = torch.randint(0, 4, (x.shape[0],), generator=generator, device=x.device)
         return params
 
+    def check_params(self, x, params, partner):
+        _check_partners(self, x, params, partner)
+        mode = _param(self, params, "mode", (x.shape[0],), integer=True, x=x)
+        if bool(((mode < 0) | (mode > 3)).any()):
+            raise _replay_error(self, f"'mode' values must be in [0, 3], got {mode.tolist()}")
+
     def apply(self, x, params, partner):
         h, w = x.shape[-2:]
         if h < 2 or w < 2:
@@ -119,6 +149,9 @@ class Stitch(NegativeTransform):
 
 
 class _BoxTransform(NegativeTransform):
+    #: whether a box may cover the whole image (cutmix: no, that would copy the partner)
+    whole_box = True
+
     def __init__(self, low: float = 1 / 3, high: float = 1 / 2) -> None:
         super().__init__()
         self.low = _check_float("low", low, 0.0, 1.0, low_open=True)
@@ -126,19 +159,69 @@ class _BoxTransform(NegativeTransform):
         if self.low > self.high:
             raise ValueError(f"low must be <= high, got low={self.low}, high={self.high}")
 
+    def _bounds(self, x) -> tuple[int, int, int, int]:
+        """``(h_lo, h_hi, w_lo, w_hi)``: the box sides this transform draws for ``x``."""
+        h, w = x.shape[-2:]
+        if h == 1 and w == 1:
+            why = ("a 1x1 box filled with its own mean is the source itself" if self.whole_box else
+                   "the box must leave part of the image, or the negative is a copy of the partner")
+            raise ValueError(f"{self.name} needs images of at least 2 pixels (1x2 or 2x1), got 1x1: {why}")
+        return S.box_bounds(h, w, self.low, self.high, not self.whole_box)[:4]
+
     def sample(self, x, generator, *, external_partner=False):
         h, w = x.shape[-2:]
+        self._bounds(x)
         if self.pairwise:
             params = _partner_params(x, generator, external_partner)
         else:
             params = {}
         params["start"], params["size"] = S.boxes(
-            x.shape[0], h, w, low=self.low, high=self.high, generator=generator, device=x.device
+            x.shape[0], h, w, low=self.low, high=self.high, generator=generator, device=x.device,
+            proper=not self.whole_box,
         )
         return params
 
-    def _axes(self, x, params, dtype):
-        return F.box_axes(x.shape, params["start"], params["size"], dtype)
+    def check_params(self, x, params, partner):
+        if self.pairwise:
+            _check_partners(self, x, params, partner)
+        b, (h, w) = x.shape[0], x.shape[-2:]
+        start = _param(self, params, "start", (b, 2), integer=True, x=x)
+        size = _param(self, params, "size", (b, 2), integer=True, x=x)
+        h_lo, h_hi, w_lo, w_hi = self._bounds(x)
+        lo = torch.tensor([h_lo, w_lo], device=size.device)
+        hi = torch.tensor([h_hi, w_hi], device=size.device)
+        extent = torch.tensor([h, w], device=size.device)
+        if bool(((size < lo) | (size > hi)).any()):
+            raise _replay_error(
+                self, f"box sides must be in [{h_lo}, {h_hi}] x [{w_lo}, {w_hi}] for {h}x{w} images with "
+                f"low={self.low:.4g}, high={self.high:.4g}; got sizes {size.tolist()}"
+            )
+        if bool(((start < 0) | (start + size > extent)).any()):
+            raise _replay_error(self, f"every box must lie inside the {h}x{w} image; got start {start.tolist()}, size {size.tolist()}")
+
+    def _masks(self, x, params):
+        rows, cols = F.box_axes(x.shape, params["start"], params["size"], torch.bool)
+        return rows & cols
+
+    def _path(self, x, *others):
+        """How to apply the boxes to ``x``:
+
+        * ``"large"``: large CPU images (cutmix clones the batch and copies only the boxes, as
+          runs of memory; cutout takes each mean from the box rows alone);
+        * ``"blend"``: 0/1 weights through ``torch.lerp``, small CPU images whose values are
+          all finite (exact for finite values, and the fastest there);
+        * ``"mask"``: ``torch.where``, exact for any values: other devices, inputs that require
+          grad, and under ``torch.compile`` (which fuses it).
+        """
+        if x.device.type != "cpu" or x.requires_grad or torch.compiler.is_compiling():
+            return "mask"
+        if max(x.shape[-2:]) > F._BOX_TABLE_MAX_SIDE and self._bounds(x)[2] * _pixel_elems(x) >= _MIN_RUN:
+            return "large"
+        return "blend" if F.all_finite(x, *others) else "mask"
+
+    def _layout(self, x):
+        h_lo, h_hi, w_lo, w_hi = self._bounds(x)
+        return F.run_layout(h_hi, w_lo, w_hi)
 
     def extra_repr(self):
         return f"low={self.low:.4g}, high={self.high:.4g}"
@@ -149,47 +232,104 @@ def _work_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
 
 
+_MIN_RUN = 16  # elements; shorter runs do not move at copy speed
+
+
+def _pixel_elems(x) -> int:
+    """Elements per pixel along the last axis of ``x``'s planes (see ``to_planes``)."""
+    channels_last = (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)) or (
+        x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d))
+    return x.shape[1] if channels_last and not x.is_contiguous() else 1
+
+
 class Cutout(_BoxTransform):
     """Cutout: a box with each side in ``[low, high]`` of the image filled with its own mean.
 
     The fill is the per-channel (and, for video, per-frame) mean of the pixels the box covers,
     so the negative keeps the image's colour statistics but loses the structure in the box.
+    Pixels outside the box are copied unchanged, NaN and inf included; a non-finite pixel inside
+    the box makes that box's mean non-finite, as ``x[box].mean()`` would.
+
+    Raises:
+        ValueError: 1x1 images (the only box is the source itself).
     """
 
     name = "cutout"
 
     def apply(self, x, params, partner):
+        path = self._path(x)
+        if path == "large":
+            # Large images: the mean from the box rows alone and one blend over the batch beat
+            # the box runs here (a mean fill is not a copy), once a sum shows x is finite.
+            path = "blend" if F.all_finite(x) else "mask"
+            if path == "blend" and x.dtype == _work_dtype(x):
+                rows, cols = F.box_axes(x.shape, params["start"], params["size"], x.dtype)
+                mean = F.box_mean_from_rows(x, params["start"], params["size"], cols)
+                return _keep_format(torch.lerp(x, mean, rows * cols), x)
+        if path == "mask":
+            return _keep_format(F.box_fill_mean(x, self._masks(x, params)), x)
         work = _work_dtype(x)
-        rows, cols = self._axes(x, params, work)
+        rows, cols = F.box_axes(x.shape, params["start"], params["size"], work)
         mask = rows * cols
-        if x.dtype == work and max(x.shape[-2:]) > F._BOX_TABLE_MAX_SIDE:
-            # Large images: the mean from the box rows alone, so the blend is the only pass
-            # over the whole batch.
-            mean = F.box_mean_from_rows(x, params["start"], params["size"], cols)
-            return _keep_format(torch.lerp(x, mean, mask), x)
         mean, scratch = F.box_mean(x, mask)
         if x.dtype == work:  # write the result over the x-sized scratch: no new batch buffer
             return _keep_format(torch.lerp(x, mean, mask, out=scratch), x)
         if not x.dtype.is_floating_point:
             mean = mean.round()  # the fill a uint8 image can hold
-        return _keep_format(F.select(x, mean, mask), x)
+        return _keep_format(F.blend01(x, mean, mask), x)
 
 
 class CutMix(_BoxTransform):
-    """CutMix: the same kind of box as cutout, filled with the same box of a partner image."""
+    """CutMix: the same kind of box as cutout, filled with the same box of a partner image.
+
+    The box never covers the whole image (sides are capped at ``side - 1``; ``low=1`` is
+    refused): a whole-image box would make the negative a copy of the partner, a real image.
+    Pixels outside the box are the source's, inside the partner's, NaN and inf included.
+    """
 
     name = "cutmix"
     pairwise = True
+    whole_box = False
+
+    def __init__(self, low: float = 1 / 3, high: float = 1 / 2) -> None:
+        super().__init__(low, high)
+        if self.low >= 1.0:
+            raise ValueError(
+                f"cutmix needs low < 1: a box covering the whole image copies the partner image "
+                f"(a real image, not a negative); got low={self.low}"
+            )
 
     def apply(self, x, params, partner):
-        work = x.dtype if x.dtype.is_floating_point else torch.float32
-        rows, cols = self._axes(x, params, work)
+        path = self._path(x) if partner is None else self._path(x, partner)
+        if path == "large":
+            planes, m, restore = F.to_planes(x)
+            if partner is None:
+                source, which = planes, params["partner"]
+            else:
+                source, partner_m, _ = F.to_planes(partner)
+                which = S.arange(x.shape[0], x.device)
+                if partner_m != m or source.shape != planes.shape:  # laid out unlike x
+                    source = F.to_planes(partner.contiguous(memory_format=_memory_format(x)))[0]
+            rows_max, run, n_runs = self._layout(x)
+            offsets = F.box_runs(planes.shape, params["start"], params["size"], m, rows_max, run, n_runs)
+            return restore(F.paste_boxes(planes, source, which, offsets, run * m))
+        if path == "mask":
+            return _keep_format(F.select(x, _partner_images(x, params, partner), self._masks(x, params)), x)
+        rows, cols = F.box_axes(x.shape, params["start"], params["size"], x.dtype if x.dtype.is_floating_point else torch.float32)
         if partner is None and x.dtype.is_floating_point:
             # Blend into the gathered partner batch (elementwise, so writing over an input is
             # safe): one batch-sized allocation.
             other = x.index_select(0, params["partner"])
             return _keep_format(torch.lerp(x, other, rows * cols, out=other), x)
-        return _keep_format(F.select(x, _partner_images(x, params, partner), rows * cols), x)
+        return _keep_format(F.blend01(x, _partner_images(x, params, partner), rows * cols), x)
+
+
+def _memory_format(x):
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
+        return torch.channels_last_3d
+    return torch.contiguous_format
 
 
 class Mixup(NegativeTransform):
@@ -222,6 +362,12 @@ class Mixup(NegativeTransform):
         )
         return params
 
+    def check_params(self, x, params, partner):
+        _check_partners(self, x, params, partner)
+        gamma = _param(self, params, "gamma", (x.shape[0],), integer=False, x=x)
+        if not bool(((gamma >= self.low) & (gamma <= self.high)).all()):
+            raise _replay_error(self, f"'gamma' values must be in [{self.low:.4g}, {self.high:.4g}], got {gamma.tolist()}")
+
     def apply(self, x, params, partner):
         shape = (x.shape[0],) + (1,) * (x.dim() - 1)
         if x.dtype.is_floating_point:
@@ -249,6 +395,8 @@ class Noise(NegativeTransform):
     def __init__(self, std: float = 0.5) -> None:
         super().__init__()
         self.std = _check_float("std", std, 0.0, float("inf"), low_open=True)
+        if not math.isfinite(self.std):
+            raise ValueError(f"std must be a finite number > 0, got {self.std}")
 
     def sample(self, x, generator, *, external_partner=False):
         dtype = x.dtype if x.dtype.is_floating_point else torch.float32
@@ -258,6 +406,9 @@ class Noise(NegativeTransform):
         else:
             eps.normal_(generator=generator)
         return {"eps": eps}
+
+    def check_params(self, x, params, partner):
+        _param(self, params, "eps", tuple(x.shape), integer=False, x=x)
 
     def apply(self, x, params, partner):
         eps = params["eps"]
@@ -278,7 +429,9 @@ class FromSource(NegativeTransform):
         labels: optional ``(N,)`` labels of a tensor source; :meth:`draw` returns them.
 
     The source is the user's promise that its samples lie outside the data distribution; this
-    transform does not (and cannot) check that a draw differs from the real batch.
+    transform does not (and cannot) check that a draw differs from the real batch. Source images
+    of another dtype than the reals are converted with :func:`to_value_range` (float ``[0, 1]``
+    <-> uint8 ``[0, 255]``).
     """
 
     name = "source"
@@ -306,6 +459,12 @@ class FromSource(NegativeTransform):
         n = len(self.source)
         return {"index": S.randint(0, n - 1, (x.shape[0],), generator=generator, device=x.device)}
 
+    def check_params(self, x, params, partner):
+        index = _param(self, params, "index", (x.shape[0],), integer=True, x=x)
+        n = len(self.source)
+        if bool(((index < 0) | (index >= n)).any()):
+            raise _replay_error(self, f"'index' values must be in [0, {n - 1}] for a source of {n} samples, got {index.tolist()}")
+
     def _gather(self, index: torch.Tensor):
         if isinstance(self.source, torch.Tensor):
             index = index.to(self.source.device)
@@ -326,7 +485,7 @@ class FromSource(NegativeTransform):
         index = S.randint(0, len(self.source) - 1, (n,), generator=generator, device=device)
         images, labels = self._gather(index)
         if like is not None:
-            images = _keep_format(images.to(device=like.device, dtype=like.dtype), like)
+            images = _keep_format(to_value_range(images.to(like.device), like.dtype), like)
         return images, labels
 
     def apply(self, x, params, partner):
@@ -336,10 +495,27 @@ class FromSource(NegativeTransform):
                 f"source samples have shape {tuple(images.shape[1:])} but x has samples of shape "
                 f"{tuple(x.shape[1:])}; they must match"
             )
-        return _keep_format(images.to(device=x.device, dtype=x.dtype), x)
+        return _keep_format(to_value_range(images.to(x.device), x.dtype), x)
 
     def extra_repr(self):
         return f"n={len(self.source)}"
+
+
+def to_value_range(images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Cast images to ``dtype``, converting the value range as the rest of the library does:
+    float images are in ``[0, 1]``, uint8 images in ``[0, 255]`` (``float / 255`` one way,
+    ``round(float * 255)`` clamped to ``[0, 255]`` the other)."""
+    if images.dtype == dtype:
+        return images
+    if dtype == torch.uint8:
+        if not images.dtype.is_floating_point:
+            raise TypeError(f"source images must be float or uint8 to become uint8 negatives, got {images.dtype}")
+        return images.float().mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32).div_(255.0).to(dtype)
+    if not images.dtype.is_floating_point:
+        raise TypeError(f"source images must be float or uint8, got {images.dtype}")
+    return images.to(dtype)
 
 
 BUILTINS: dict[str, type[NegativeTransform]] = {

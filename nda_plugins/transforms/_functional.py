@@ -10,6 +10,11 @@ Two ideas keep these close to the speed of a plain copy:
   indicator. The two-image ones blend into the gathered partner batch in place, so a call
   allocates one batch-sized tensor. On small images the cost is the number of ops, not the data,
   so box indicators come from cached lookup tables.
+* A blend with 0/1 weights is exact only for finite values (``x + 0 * (inf - x)`` is NaN), so
+  the box transforms use it only where the batch is known to be finite (CPU: one sum), and
+  otherwise select with ``torch.where`` (:func:`select`, :func:`box_fill_mean`): a NaN or inf
+  pixel stays where it is. On large CPU images cutmix instead clones the batch and copies only
+  the boxes, as runs of memory (:func:`paste_boxes`), exact for any values.
 
 All functions take "planes": a contiguous ``(B, P, H, Wm)`` view of the input in which every
 sample is ``P`` planes of ``H`` rows and ``Wm = W * m`` elements, where ``m`` is 1 for
@@ -19,6 +24,7 @@ channels-first memory and the number of channels for channels-last memory. See
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -206,28 +212,142 @@ def _range_table(n: int, dtype) -> torch.Tensor:
     return ((coords >= start) & (coords < start + size)).to(dtype).view((n + 1) * (n + 1), n)
 
 
-def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (and per-frame) mean of ``x`` inside each sample's box.
+def box_fill_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cutout by masks: each sample's box filled with its per-channel (and per-frame) mean.
+
+    Exact for any values: the sum is over the box's pixels only (``torch.where``, not a product
+    with 0/1 weights, so a NaN or inf outside the box changes nothing), and the fill is a
+    selection. One elementwise pass over the batch per op; the path for small images (where the
+    number of ops is the cost), for devices other than the CPU, for inputs that require grad
+    and under ``torch.compile`` (which fuses it).
 
     Args:
         x: the batch.
+        mask: ``(B, 1, ..., H, W)`` bool box mask (or a broadcastable pair product).
+
+    Returns:
+        A new tensor like ``x`` (contiguous in ``x``'s layout as ``torch.where`` makes it).
+    """
+    work = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    total = torch.where(mask, x, 0).sum(dim=(-2, -1), keepdim=True, dtype=work)
+    area = mask.sum(dim=(-2, -1), keepdim=True, dtype=work)
+    mean = total / area
+    if not x.dtype.is_floating_point:
+        mean = mean.round()  # the fill a uint8 image can hold
+    return torch.where(mask, mean.to(x.dtype), x)
+
+
+# -- box paste: clone the batch, then copy only the boxes ------------------------------------
+#
+# On the CPU an elementwise op with broadcast masks runs well below memory speed, while a copy
+# and an index_select over runs of a few dozen elements run at it. So for large images the box
+# transforms clone the batch and then move only the boxes' pixels, as runs:
+#
+# * rows: ``rows_max`` row slots per box, slot k holding row ``top + min(k, height - 1)``
+#   (slots past the box repeat its last row);
+# * columns: ``n_runs`` runs of ``run`` pixels per row, run j starting at column
+#   ``left + min(j * run, width - run)``; with ``run <= width <= n_runs * run`` they cover the
+#   box's columns exactly (the last runs may overlap the one before).
+#
+# Every slot lies inside the box, so repeated slots only move the same pixel again, with the
+# same value. A run of ``run * m`` elements starting at any element is a row of the overlapping
+# view ``flat.as_strided((N - L + 1, L), (1, 1))``, so gathering and writing runs is one
+# index_select and one index_copy_ on that view.
+
+
+def _runs_of(flat: torch.Tensor, length: int) -> torch.Tensor:
+    """Every run of ``length`` consecutive elements of a 1-D contiguous tensor, as rows."""
+    return flat.as_strided((flat.numel() - length + 1, length), (1, 1))
+
+
+def box_runs(planes_shape, start: torch.Tensor, size: torch.Tensor, m: int, rows_max: int, run: int, n_runs: int):
+    """Element offsets, within a sample, of the runs that cover each sample's box.
+
+    Args:
+        planes_shape: ``(B, P, H, W * m)`` (see :func:`to_planes`).
+        start, size: ``(B, 2)`` boxes; every height ``<= rows_max`` and every width in
+            ``[run, n_runs * run]``.
+        m: elements per pixel along the last axis.
+        rows_max, run, n_runs: the fixed run layout (see above).
+
+    Returns:
+        ``(B, P, rows_max, n_runs)`` long offsets of each run's first element.
+    """
+    b, p, h, wm = planes_shape
+    device = start.device
+    height, width = size[:, :1], size[:, 1:]
+    k = S.arange(rows_max, device)
+    rows = torch.minimum(k, height - 1).add_(start[:, :1])  # (B, rows_max)
+    first = S._cached(("run_firsts", n_runs, run), device, lambda: torch.arange(n_runs) * run)
+    rel = torch.minimum(first, width - run)  # (B, n_runs) run start relative to the box
+    plane = S._cached(("plane_offsets", p, h * wm), device, lambda: (torch.arange(p) * (h * wm)).view(1, p, 1, 1))
+    offsets = (rows * wm).view(b, 1, rows_max, 1) + ((rel + start[:, 1:]) * m).view(b, 1, 1, n_runs) + plane
+    return offsets
+
+
+def run_layout(rows_max: int, width_lo: int, width_hi: int) -> tuple[int, int, int]:
+    """``(rows_max, run, n_runs)`` for boxes with heights ``<= rows_max`` and widths in
+    ``[width_lo, width_hi]``: the fewest runs that reach ``width_hi``, each as short as that
+    allows (``run <= width_lo``, so a run never leaves its box)."""
+    n_runs = -(-width_hi // width_lo)
+    return rows_max, -(-width_hi // n_runs), n_runs
+
+
+def paste_boxes(planes, source, source_sample, offsets, run_elems: int) -> torch.Tensor:
+    """``planes`` with each sample's box replaced by the same box of ``source[source_sample]``.
+
+    Args:
+        planes, source: ``(B, P, H, W * m)`` contiguous, the same shape.
+        source_sample: ``(B,)`` long, which sample of ``source`` fills each box.
+        offsets: from :func:`box_runs`.
+        run_elems: ``run * m``.
+    """
+    b = planes.shape[0]
+    per = planes[0].numel()
+    out = planes.clone()
+    samples = S._cached(("sample_offsets", b, per), planes.device, lambda: (torch.arange(b) * per).view(b, 1, 1, 1))
+    src = (offsets + (source_sample * per).view(b, 1, 1, 1)).view(-1)
+    runs = _runs_of(source.view(-1), run_elems).index_select(0, src)
+    _runs_of(out.view(-1), run_elems).index_copy_(0, (offsets + samples).view(-1), runs)
+    return out
+
+
+def all_finite(*tensors: torch.Tensor) -> bool:
+    """Whether every value of these CPU tensors is finite, from one sum each (CPU only: the
+    read-back is a memory read, not a device synchronisation).
+
+    A sum is finite only if every term is (a NaN or inf term makes it NaN or inf); a finite
+    batch whose sum overflows reads as non-finite, which only costs the exact path.
+    """
+    for t in tensors:
+        if t.dtype.is_floating_point:
+            total = t.sum() if t.dtype in (torch.float32, torch.float64) else t.sum(dtype=torch.float32)
+            if not math.isfinite(total.item()):
+                return False
+    return True
+
+
+def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (and per-frame) mean of ``x`` inside each sample's box, for finite ``x``.
+
+    Args:
+        x: the batch (all values finite: a NaN anywhere would leak through the 0 weights).
         mask: :func:`box_weights` (0/1) in the float dtype to compute in.
 
     Returns:
         ``(mean, scratch)``: the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in
         ``mask``'s dtype; and the x-sized ``x * mask`` it was summed from, which the caller may
-        reuse as an output buffer (a buffer that is already in cache costs less than a new one).
+        reuse as an output buffer.
     """
     work = x if x.dtype == mask.dtype else x.to(mask.dtype)
     product = work * mask
-    # The box area as the mask's sum: exact (a count below 2**24), already a float of the right
-    # shape, and on small batches one op instead of a product, a reshape and a type promotion.
     area = mask.sum(dim=(-2, -1), keepdim=True)
     return product.sum(dim=(-2, -1), keepdim=True).div_(area), product
 
 
 def box_mean_from_rows(x: torch.Tensor, start: torch.Tensor, size: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """The same mean as :func:`box_mean`, reading only the rows each box covers.
+    """The same mean as :func:`box_mean`, reading only the rows each box covers (finite ``x``
+    only: a NaN in a box row outside the box leaks through the column weights).
 
     For large images, where :func:`box_mean`'s ``x * mask`` product (a batch-sized write and
     read) costs more than the blend that uses the mean. Every plane's box rows are summed with
@@ -252,7 +372,7 @@ def box_mean_from_rows(x: torch.Tensor, start: torch.Tensor, size: torch.Tensor,
     offsets = S.arange(h, device)
     rows = torch.minimum(offsets, height - 1).add_(start[:, :1])  # (B, H) row of each bag entry
     weight = (offsets < height).to(x.dtype).unsqueeze(1).expand(b, p, h).reshape(b * p, h)
-    first_row = S._cached(("plane_rows", b * p, h), device, lambda: torch.arange(0, b * p * h, h).view(b, p, 1))
+    first_row = S._cached(("plane_rows", b, p, h), device, lambda: torch.arange(0, b * p * h, h).view(b, p, 1))
     index = (first_row + rows.unsqueeze(1)).view(b * p, h)
     sums = torch.nn.functional.embedding_bag(
         index, planes.view(-1, wm), mode="sum", per_sample_weights=weight
@@ -264,16 +384,23 @@ def box_mean_from_rows(x: torch.Tensor, start: torch.Tensor, size: torch.Tensor,
     return mean.reshape(x.shape[:-2] + (1, 1))
 
 
-def select(x: torch.Tensor, other: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``other`` where ``weights`` is 1, ``x`` where it is 0 (weights broadcast).
-
-    ``torch.lerp`` with 0/1 weights is an exact selection (``start + 0 * d`` and
-    ``end - 0 * d``) for finite inputs, and on CPU it runs several times faster than
-    ``torch.where`` with broadcast operands. Integer inputs go through float32.
-    """
+def blend01(x: torch.Tensor, other: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``other`` where ``weights`` is 1, ``x`` where it is 0, by ``torch.lerp``: exact for finite
+    values (``start + 0 * d``, ``end - 0 * d``) and on the CPU several times faster than
+    ``torch.where``; a NaN or inf leaks through the 0 weights, so use :func:`select` unless the
+    inputs are known to be finite. Integer inputs go through float32."""
     if x.dtype.is_floating_point:
         return torch.lerp(x, other.to(x.dtype), weights.to(x.dtype))
     return cast_like(torch.lerp(x.float(), other.float(), weights.float()), x)
+
+
+def select(x: torch.Tensor, other: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``other`` where ``mask`` is true (or 1), ``x`` elsewhere (``mask`` broadcasts).
+
+    A true selection (``torch.where``): a NaN or inf pixel stays where it is. An arithmetic
+    blend with 0/1 weights would not: ``x + 0 * (nan - x)`` is NaN.
+    """
+    return torch.where(mask if mask.dtype == torch.bool else mask.bool(), other.to(x.dtype), x)
 
 
 def cast_like(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

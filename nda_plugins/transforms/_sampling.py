@@ -110,12 +110,17 @@ def partners(batch: int, *, generator, device) -> torch.Tensor:
 _PARTNER_TABLE_MAX = 512  # 512 x 511 longs = 2 MiB
 
 
-def _box_sides(n: int, low: float, high: float) -> tuple[int, int]:
+def _box_sides(n: int, low: float, high: float, proper: bool = False) -> tuple[int, int]:
     """Smallest and largest box side on an axis of ``n`` pixels: ``[ceil(low n), floor(high n)]``,
     at least 2 pixels where the image allows (a 1x1 box filled with its own mean reproduces the
-    source)."""
+    source). ``proper``: at most ``n - 1`` pixels where ``n >= 2``, so a box never covers the
+    whole image (cutmix: a whole-image box would copy the partner, a real image)."""
     lo = max(min(2, n), math.ceil(low * n))
-    return lo, max(lo, math.floor(high * n))
+    hi = max(lo, math.floor(high * n))
+    if proper and n >= 2:
+        hi = min(hi, n - 1)
+        lo = min(lo, hi)
+    return lo, hi
 
 
 def _axis_boxes(n: int, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,11 +140,12 @@ def _axis_boxes(n: int, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
 _BOX_TABLE_MAX_PAIRS = 1 << 18  # beyond this many (start, size) pairs (both axes), sample arithmetically
 
 
-def boxes(batch: int, height: int, width: int, *, low: float, high: float, generator, device):
+def boxes(batch: int, height: int, width: int, *, low: float, high: float, generator, device, proper: bool = False):
     """Random boxes with each side in ``[low, high]`` of the image side, placed inside the image.
 
     Sides are uniform integers in ``[ceil(low * side), floor(high * side)]`` (at least 2 pixels
-    where the image allows); the position is uniform over the places where the box fits.
+    where the image allows; with ``proper``, at most ``side - 1`` where ``side >= 2``: see
+    :func:`box_bounds`); the position is uniform over the places where the box fits.
 
     Both axes are drawn with one ``rand``, one ``searchsorted`` into a cached table of every
     (start, size) pair and its cumulative probability, and a lookup of the starts and the sizes:
@@ -149,7 +155,7 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
     Returns:
         ``(start, size)``: ``(batch, 2)`` long tensors, ``(top, left)`` and ``(height, width)``.
     """
-    h_lo, h_hi, w_lo, w_hi, n_pairs = _box_bounds(height, width, low, high)
+    h_lo, h_hi, w_lo, w_hi, n_pairs = box_bounds(height, width, low, high, proper)
     if n_pairs > _BOX_TABLE_MAX_PAIRS:
         return _boxes_arithmetic(batch, (height, width), (h_lo, w_lo), (h_hi, w_hi), generator, device)
 
@@ -170,9 +176,13 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
 
 
 @functools.lru_cache(maxsize=256)
-def _box_bounds(height: int, width: int, low: float, high: float) -> tuple[int, int, int, int, int]:
-    """Side ranges of both axes and how many (start, size) pairs they have, in all."""
-    (h_lo, h_hi), (w_lo, w_hi) = _box_sides(height, low, high), _box_sides(width, low, high)
+def box_bounds(height: int, width: int, low: float, high: float, proper: bool = False) -> tuple[int, int, int, int, int]:
+    """Side ranges of both axes, ``(h_lo, h_hi, w_lo, w_hi)``, and how many (start, size) pairs
+    they have in all. ``proper``: the box never covers the whole image (it must leave at least
+    one pixel of an image with 2 pixels or more; a 1x1 image raises ``ValueError``)."""
+    if proper and height == 1 and width == 1:
+        raise ValueError("a box that leaves part of the image needs images of at least 2 pixels (1x2 or 2x1), got 1x1")
+    (h_lo, h_hi), (w_lo, w_hi) = _box_sides(height, low, high, proper), _box_sides(width, low, high, proper)
     return h_lo, h_hi, w_lo, w_hi, (h_hi - h_lo + 1) * height + (w_hi - w_lo + 1) * width
 
 

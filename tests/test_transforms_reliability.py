@@ -1,0 +1,353 @@
+"""Transforms under bad or edge input (issue 15): one parametrized test per class of failure,
+each over every registered transform (as timm tests every registered model).
+
+Classes: a negative never equals its source; NaN/inf pixels stay where they are (cutout and
+cutmix equal a per-sample reference written here); ``params=`` replays must fit ``x``; value
+ranges and non-finite options; gradients flow through every differentiable transform.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import pytest
+import torch
+
+from nda_plugins import transforms as T
+from nda_plugins.transforms import _builtin as B
+from nda_plugins.transforms import _functional as F
+
+NAMES = T.available()
+BOX = ["cutout", "cutmix"]
+
+
+def _batch(shape, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if dtype == torch.uint8:
+        return torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+    return torch.rand(shape, generator=g).to(dtype)
+
+
+def _make(name, x, **options):
+    return T.build(name, **{**T.example_options(name, x), **options})
+
+
+def _gen(seed=1):
+    return torch.Generator().manual_seed(seed)
+
+
+def _is_pairwise(name):
+    return getattr(T.registry().factory(name), "pairwise", False)
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. A negative never equals its source: a different negative, or a clear ValueError
+# ----------------------------------------------------------------------------------------------
+
+def _case_tiny(h, w):
+    return lambda name: (_batch((4, 3, h, w)), {}, {})
+
+
+def _case_expanded(name):
+    return _batch((1, 3, 8, 8)).expand(8, 3, 8, 8), {}, {}
+
+
+def _case_partner_is_x(name):
+    x = _batch((4, 3, 8, 8))
+    return x, {"partner": x}, {}
+
+
+def _case_partner_equal_values(name):
+    x = _batch((4, 3, 8, 8))
+    partner = _batch((4, 3, 8, 8), seed=9)
+    partner[2] = x[2]  # one partner image equal to its source, in another tensor
+    return x, {"partner": partner}, {}
+
+
+def _case_box_options(options):
+    def case(name):
+        if name not in BOX:
+            pytest.skip("box options only")
+        return _batch((4, 3, 8, 8)), {}, options
+    return case
+
+
+CASES = {
+    "1x1": _case_tiny(1, 1),
+    "1x2": _case_tiny(1, 2),
+    "2x2": _case_tiny(2, 2),
+    "expanded-batch": _case_expanded,
+    "partner-is-x": _case_partner_is_x,
+    "partner-equal-values": _case_partner_equal_values,
+    "box-high=1": _case_box_options({"high": 1.0}),
+    "box-low=1,high=1": _case_box_options({"low": 1.0, "high": 1.0}),
+}
+
+# Which (case, built-in transform) pairs must refuse (everything else must make negatives):
+# the guarantee is kept by construction wherever the data allows it.
+MUST_REFUSE = {
+    "1x1": {"jigsaw", "stitch", "cutout", "cutmix"},
+    "1x2": {"jigsaw", "stitch"},
+    "expanded-batch": {"stitch", "cutmix", "mixup"},
+    "partner-is-x": {"jigsaw", "stitch", "cutout", "cutmix", "mixup", "noise"},  # non-pairwise: takes no partner
+    "partner-equal-values": {"jigsaw", "stitch", "cutout", "cutmix", "mixup", "noise"},
+    "box-low=1,high=1": {"cutmix"},  # the box would be the whole partner image
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("name", NAMES)
+def test_never_equal_to_source_or_a_clear_error(name, case):
+    x, call, options = CASES[case](name)
+    try:
+        t = _make(name, x, **options)
+        if not getattr(t, "distinct_from_source", True):
+            pytest.skip(f"{name} promises nothing about its draws")
+        outputs = [t(x, generator=_gen(seed), **call) for seed in range(4)]
+    except ValueError as error:
+        message = str(error)
+        assert name in message or "partner" in message or "low" in message, message
+        refused = True
+    else:
+        refused = False
+        for y in outputs:
+            same = (y == x).flatten(1).all(dim=1)
+            assert not same.any(), f"{name}/{case}: negatives {same.nonzero().flatten().tolist()} equal their source"
+    if name in B.BUILTINS:
+        assert refused == (name in MUST_REFUSE.get(case, set())), f"{name}/{case}: refused={refused}"
+
+
+def test_expanded_batch_message_says_why():
+    with pytest.raises(ValueError, match=r"expanded along the batch.*partner="):
+        T.build("cutmix")(_batch((1, 3, 8, 8)).expand(5, 3, 8, 8))
+
+
+def test_cutmix_box_never_covers_the_whole_image():
+    x = _batch((2000, 1, 3, 2))
+    t = T.build("cutmix", high=1.0)
+    t(x, generator=_gen())
+    assert not (t.last_params["size"] == torch.tensor([3, 2])).all(dim=1).any()
+    assert (t.last_params["size"] <= torch.tensor([2, 1])).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. NaN and inf pixels stay where they are (cutout, cutmix vs the obvious per-sample reference)
+# ----------------------------------------------------------------------------------------------
+
+def reference_box_transform(name, x, params, partner=None):
+    """The obvious per-sample loop: copy ``x``, then overwrite each box."""
+    out = x.clone()
+    for i in range(x.shape[0]):
+        (top, left), (h, w) = params["start"][i].tolist(), params["size"][i].tolist()
+        box = (i, Ellipsis, slice(top, top + h), slice(left, left + w))
+        if name == "cutout":
+            mean = x[box].double().mean(dim=(-2, -1), keepdim=True)
+            out[box] = (mean.round() if not x.dtype.is_floating_point else mean).to(x.dtype)
+        else:
+            source = partner[i] if partner is not None else x[int(params["partner"][i])]
+            out[box] = source[Ellipsis, top:top + h, left:left + w]
+    return out
+
+
+def _poison(x, value, count, seed):
+    """``x`` with ``count`` random elements set to ``value``."""
+    x = x.clone()
+    g = torch.Generator().manual_seed(seed)
+    flat = x.view(-1) if x.is_contiguous() else None
+    index = torch.randint(0, x.numel(), (count,), generator=g)
+    if flat is None:
+        x = x.contiguous()
+        flat = x.view(-1)
+    flat[index] = value
+    return x
+
+
+LAYOUTS = {
+    "small": ((6, 3, 12, 10), torch.contiguous_format),  # finite check + lerp or torch.where
+    "large": ((5, 3, 70, 90), torch.contiguous_format),  # clone + box runs
+    "large-channels-last": ((5, 3, 70, 90), torch.channels_last),
+    "video-large": ((3, 2, 3, 66, 80), torch.contiguous_format),
+}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "mixed-inf"], ids=str)
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("name", BOX)
+def test_non_finite_pixels_match_the_per_sample_reference(name, layout, value):
+    shape, memory_format = LAYOUTS[layout]
+    x = _batch(shape)
+    for seed in range(3):
+        if value == "mixed-inf":
+            bad = _poison(_poison(x, float("inf"), 4, seed), float("-inf"), 4, seed + 100)
+        else:
+            bad = _poison(x, value, 6, seed)
+        bad = bad.contiguous(memory_format=memory_format)
+        t = T.build(name)
+        y = t(bad, generator=_gen(seed))
+        expected = reference_box_transform(name, bad, t.last_params)
+        torch.testing.assert_close(y, expected, rtol=0, atol=1e-5, equal_nan=True)
+        # and NaN did not spread: images without a non-finite pixel in play stay finite
+        assert torch.isnan(y).sum() == torch.isnan(expected).sum()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=str)
+@pytest.mark.parametrize("shape", [(4, 3, 8, 8), (4, 3, 80, 72)], ids=str)
+def test_non_finite_partner_images_stay_in_their_boxes(shape, value):
+    x = _batch(shape)
+    partner = _poison(_batch(shape, seed=3), value, 8, 0)
+    t = T.build("cutmix")
+    y = t(x, partner=partner, generator=_gen())
+    torch.testing.assert_close(y, reference_box_transform("cutmix", x, t.last_params, partner), rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.uint8, torch.float64], ids=str)
+@pytest.mark.parametrize("size", [8, 80])
+@pytest.mark.parametrize("name", BOX)
+def test_box_transforms_match_the_reference_in_every_dtype(name, size, dtype):
+    x = _batch((4, 3, size, size), dtype)
+    t = T.build(name)
+    y = t(x, generator=_gen())
+    expected = reference_box_transform(name, x, t.last_params)
+    atol = 1 if dtype == torch.uint8 else 4 * torch.finfo(dtype).eps
+    torch.testing.assert_close(y.double(), expected.double(), rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("name", BOX)
+def test_the_three_box_paths_agree(name, monkeypatch):
+    """large (CPU: cutmix's box runs, cutout's box-rows mean), blend (finite CPU batches) and
+    mask (exact torch.where) give the same output on the same parameters."""
+    x = _batch((5, 3, 4, 30, 40))
+    t = T.build(name)
+    default = t(x, generator=_gen())
+    outputs = {}
+    for path in ("large", "blend", "mask"):
+        monkeypatch.setattr(B._BoxTransform, "_path", lambda self, x, *others, p=path: p)
+        outputs[path] = t(x, params=t.last_params)
+    for path, y in outputs.items():
+        torch.testing.assert_close(y, default, rtol=0, atol=1e-6, msg=path)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. params= replays must fit x
+# ----------------------------------------------------------------------------------------------
+
+SIZE_FREE = {"jigsaw", "stitch", "mixup"}  # their parameters do not depend on the image size
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_replayed_params_must_fit_x(name):
+    x = _batch((4, 3, 8, 8))
+    t = _make(name, x)
+    y = t(x, generator=_gen())
+    assert torch.equal(t(x, params=t.last_params), y)  # a fitting replay is exact
+    params = t.last_params
+    for other_batch in (2, 6):
+        with pytest.raises(ValueError, match=r"do not fit x|must match|must have shape"):
+            t(_batch((other_batch, 3, 8, 8)), params=params)
+    bigger = _batch((4, 3, 16, 16))
+    if name in SIZE_FREE:
+        assert t(bigger, params=params).shape == bigger.shape
+    elif name in B.BUILTINS:
+        with pytest.raises(ValueError, match=r"do not fit x|must match"):
+            t(bigger, params=params)
+    with pytest.raises(TypeError, match="params must be a dict"):
+        t(x, params=[1, 2])
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n in B.BUILTINS and n != "noise"])
+def test_replayed_params_out_of_range_are_refused(name):
+    x = _batch((4, 3, 8, 8))
+    t = _make(name, x)
+    t(x, generator=_gen())
+    for key, value in t.last_params.items():
+        broken = dict(t.last_params)
+        if value.dtype.is_floating_point:
+            broken[key] = value + 5.0
+        else:
+            broken[key] = value.clone()
+            broken[key][0] = -1 if value.dim() == 1 else 99
+        with pytest.raises(ValueError, match=f"do not fit x.*{key}|do not fit x"):
+            t(x, params=broken)
+        missing = {k: v for k, v in t.last_params.items() if k != key}
+        with pytest.raises(ValueError, match=f"missing key '{key}'"):
+            t(x, params=missing)
+
+
+def test_replay_refuses_identity_and_self_partners():
+    x = _batch((3, 3, 8, 8))
+    with pytest.raises(ValueError, match="identity"):
+        T.build("jigsaw")(x, params={"perm": torch.tensor([[0, 1, 2, 3], [1, 0, 2, 3], [3, 2, 1, 0]])})
+    with pytest.raises(ValueError, match="with itself"):
+        T.build("mixup")(x, params={"partner": torch.tensor([1, 1, 0]), "gamma": torch.full((3,), 0.5)})
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Value ranges and option values
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("source_dtype, x_dtype", [(torch.float32, torch.uint8), (torch.uint8, torch.float32),
+                                                   (torch.uint8, torch.float16), (torch.float64, torch.float32)], ids=str)
+def test_source_converts_value_ranges(source_dtype, x_dtype):
+    source = _batch((5, 3, 4, 4), source_dtype, seed=2)
+    t = T.build("source", source=source)
+    x = _batch((3, 3, 4, 4), x_dtype)
+    y = t(x, generator=_gen())
+    drawn = source.index_select(0, t.last_params["index"])
+    if x_dtype == torch.uint8:
+        expected = (drawn * 255).round().to(torch.uint8)
+    elif source_dtype == torch.uint8:
+        expected = (drawn.float() / 255).to(x_dtype)
+    else:
+        expected = drawn.to(x_dtype)
+    assert y.dtype == x_dtype and torch.equal(y, expected)
+    images, _ = t.draw(2, generator=_gen(), like=x)
+    assert images.dtype == x_dtype and float(images.float().max()) <= (255 if x_dtype == torch.uint8 else 1.0)
+
+
+def _numeric_options(name):
+    factory = T.registry().factory(name)
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    for p in inspect.signature(target).parameters.values():
+        if isinstance(p.default, float) and not isinstance(p.default, bool):
+            yield p.name
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan, -1.0], ids=str)
+@pytest.mark.parametrize("name", NAMES)
+def test_float_options_refuse_non_finite_and_negative_values(name, bad):
+    options = list(_numeric_options(name))
+    if not options:
+        pytest.skip(f"{name} has no float options")
+    for option in options:
+        with pytest.raises(ValueError, match=option):
+            _make(name, _batch((2, 3, 8, 8)), **{option: bad})
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. Gradients flow through every differentiable transform, the same values as without grad
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(4, 3, 8, 8), (3, 2, 70, 80)], ids=str)
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_flow(name, shape):
+    x = _batch(shape, torch.float64)
+    t = _make(name, x)
+    plain = t(x, generator=_gen())
+    leaf = x.clone().requires_grad_(True)
+    y = t(leaf, params=t.last_params)
+    torch.testing.assert_close(y.detach(), plain, rtol=0, atol=1e-12)
+    if not y.requires_grad:  # e.g. negatives drawn from another source: not a function of x
+        assert name in ("source",) or name not in B.BUILTINS
+        return
+    y.square().sum().backward()
+    assert leaf.grad is not None and leaf.grad.shape == x.shape and torch.isfinite(leaf.grad).all()
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n in B.BUILTINS and n != "source"])
+def test_gradcheck(name):
+    x = _batch((3, 2, 4, 4), torch.float64)
+    t = _make(name, x)
+    t(x, generator=_gen())
+    params = t.last_params
+    assert torch.autograd.gradcheck(lambda v: t(v, params=params), (x.clone().requires_grad_(True),))
