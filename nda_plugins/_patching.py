@@ -656,9 +656,11 @@ def _refuse_unless(st: dict[str, Any], series: Series, allowed: str, allow_dirty
         parts = ([f"{', '.join(differ)} differ from both the pinned upstream and the patched result"] if differ else []) \
             + ([f"{', '.join(missing)} missing"] if missing else [])
         if st["commit_matches"]:
+            changed = ([f"{', '.join(differ)} changed outside this series"] if differ else []) \
+                + ([f"{', '.join(missing)} missing"] if missing else [])
             raise PatchError(
-                f"{st['root']} is at the pinned commit {series.commit[:7]} but {'; '.join(parts)} "
-                "(changed outside this series); restore them (git checkout -- <file>) and try again.")
+                f"{st['root']} is at the pinned commit {series.commit[:7]} but {'; '.join(changed)}; restore "
+                "them (git checkout -- <file>) and try again.")
         where = f" (HEAD {st['git']['commit'][:7]}, pinned {series.commit[:7]})" if st["git"] and st["git"]["commit"] else ""
         raise PatchError(
             f"{st['root']} is not a known {series.name} checkout{where}: {'; '.join(parts)}. Use a clean "
