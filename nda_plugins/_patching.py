@@ -223,8 +223,9 @@ def series_state(series: Series, path: Path) -> dict[str, Any]:
         state = APPLIED
     elif values <= {"pristine", "patched"}:
         state = PARTIAL
-    elif values == {"missing"}:
-        state = NOT_CHECKOUT
+    elif all(per_file[rel] == "missing" for rel, h in series.files.items() if h.get("pristine") is not None) \
+            and "patched" not in values and "unknown" not in values:
+        state = NOT_CHECKOUT  # (a file the series creates counts as pristine when absent)
     else:
         state = MODIFIED
     git = git_info(root)
@@ -649,7 +650,7 @@ def _refuse_unless(st: dict[str, Any], series: Series, allowed: str, allow_dirty
     if st["state"] == NOT_CHECKOUT:
         raise PatchError(
             f"{st['root']} is not a checkout of {series.name}: none of the files its series patches exist "
-            f"({', '.join(st['files'])}); {_clone_hint(series)}.")
+            f"({', '.join(f for f, s in st['files'].items() if s == 'missing')}); {_clone_hint(series)}.")
     if st["state"] == MODIFIED:
         missing = [f for f, s in st["files"].items() if s == "missing"]
         differ = [f for f, s in st["files"].items() if s == "unknown"]

@@ -591,6 +591,9 @@ def test_patch_check_on_a_folder_that_is_no_checkout(tmp_path):
     # DiffAugment's series patches a subfolder of its repository: the hint says which
     result = CliRunner().invoke(main, ["patch", "check", "data-efficient-gans", str(tmp_path)])
     assert result.exit_code == 1 and "DiffAugment-stylegan2-pytorch/" in result.output
+    # pix2pix's series also creates a file: its absence alone does not make a checkout
+    result = CliRunner().invoke(main, ["patch", "check", "pix2pix", str(tmp_path)])
+    assert result.exit_code == 1 and "not a checkout of pix2pix" in result.output
 
 
 def test_patch_check_names_missing_files_as_missing(tmp_path):
