@@ -618,3 +618,12 @@ def test_patch_status_on_an_unknown_folder_fails_clearly(tmp_path):
     assert result.exit_code == 1 and json.loads(result.output)["upstream"] is None
     result = CliRunner().invoke(main, ["patch", "status", str(tmp_path), "--name", "insgen"])
     assert result.exit_code == 1 and "not a checkout of insgen" in result.output
+
+
+def test_list_shows_transform_options_from_their_signatures():
+    data = json.loads(invoke("list", "transforms", "--json").output)
+    options = {row["name"]: {o["name"]: o for o in row["options"]} for row in data["transforms"]}
+    assert options["jigsaw"]["grid"] == {"name": "grid", "required": False, "default": "2"}
+    assert set(options["mixup"]) == {"alpha", "low", "high"}
+    out = invoke("list", "transforms").output
+    assert "jigsaw" in out and "grid=2" in out and "options (* required)" in out
