@@ -35,6 +35,8 @@ from nda_plugins.patches import series_dirs
 
 #: states of a checkout with respect to one series
 PRISTINE, APPLIED, PARTIAL, MODIFIED = "pristine", "applied", "partial", "modified"
+#: None of the files a series patches exists: the folder is no checkout of that upstream.
+NOT_CHECKOUT = "not a checkout"
 
 
 class PatchError(Exception):
@@ -199,7 +201,7 @@ def series_state(series: Series, path: Path) -> dict[str, Any]:
         ``{"series", "root", "state", "files": {path: "pristine"|"patched"|"missing"|"unknown"},
         "git": git_info or None, "commit_matches": bool or None, "dirty": [...]}``. ``state`` is
         ``pristine`` / ``applied`` (every file as recorded), ``partial`` (a mix of the two) or
-        ``modified`` (some file is neither). ``dirty`` lists locally changed tracked files that
+        ``modified`` (some file is neither), or ``not a checkout`` (none of the files exists). ``dirty`` lists locally changed tracked files that
         the series does not explain.
     """
     root = _root_for(series, path)
@@ -221,6 +223,9 @@ def series_state(series: Series, path: Path) -> dict[str, Any]:
         state = APPLIED
     elif values <= {"pristine", "patched"}:
         state = PARTIAL
+    elif all(per_file[rel] == "missing" for rel, h in series.files.items() if h.get("pristine") is not None) \
+            and "patched" not in values and "unknown" not in values:
+        state = NOT_CHECKOUT  # (a file the series creates counts as pristine when absent)
     else:
         state = MODIFIED
     git = git_info(root)
@@ -245,7 +250,7 @@ def identify(path: Path) -> tuple[Series, dict[str, Any]] | None:
     best = None
     for series in available().values():
         st = series_state(series, path)
-        if st["state"] != MODIFIED:
+        if st["state"] not in (MODIFIED, NOT_CHECKOUT):
             return series, st
         if best is None and st["commit_matches"]:
             best = (series, st)
@@ -286,6 +291,8 @@ def status(path: str | os.PathLike, name: str | None = None) -> dict[str, Any]:
         APPLIED: "the series is applied",
         PARTIAL: "partially patched (some files patched, some pristine); revert or restore the files",
         MODIFIED: "files differ from both the pinned upstream and the patched result",
+        NOT_CHECKOUT: f"not a checkout of {series.name}: none of the files its series patches exist here; "
+                      + _clone_hint(series),
     }
     return {
         "path": str(path),
@@ -632,18 +639,33 @@ def _commit_stage(series: Series, stage: Path, root: Path, *, action: str = "app
     (work / _JOURNAL).unlink()
 
 
+def _clone_hint(series: Series) -> str:
+    """How to get the pinned checkout of ``series``, in one sentence."""
+    repo = series.meta.get("repo", series.name)
+    where = f" (the series patches its {series.subdir}/ folder)" if series.subdir else ""
+    return f"get one with `git clone {repo}` and `git checkout {series.commit}`{where}"
+
+
 def _refuse_unless(st: dict[str, Any], series: Series, allowed: str, allow_dirty: bool) -> None:
+    if st["state"] == NOT_CHECKOUT:
+        raise PatchError(
+            f"{st['root']} is not a checkout of {series.name}: none of the files its series patches exist "
+            f"({', '.join(f for f, s in st['files'].items() if s == 'missing')}); {_clone_hint(series)}.")
     if st["state"] == MODIFIED:
-        changed = [f for f, s in st["files"].items() if s in ("unknown", "missing")]
+        missing = [f for f, s in st["files"].items() if s == "missing"]
+        differ = [f for f, s in st["files"].items() if s == "unknown"]
+        parts = ([f"{', '.join(differ)} differ from both the pinned upstream and the patched result"] if differ else []) \
+            + ([f"{', '.join(missing)} missing"] if missing else [])
         if st["commit_matches"]:
+            changed = ([f"{', '.join(differ)} changed outside this series"] if differ else []) \
+                + ([f"{', '.join(missing)} missing"] if missing else [])
             raise PatchError(
-                f"{st['root']} is at the pinned commit {series.commit[:7]} but {', '.join(changed)} changed "
-                "outside this series; restore them (git checkout -- <file>) and try again.")
+                f"{st['root']} is at the pinned commit {series.commit[:7]} but {'; '.join(changed)}; restore "
+                "them (git checkout -- <file>) and try again.")
         where = f" (HEAD {st['git']['commit'][:7]}, pinned {series.commit[:7]})" if st["git"] and st["git"]["commit"] else ""
         raise PatchError(
-            f"{st['root']} is not a known {series.name} checkout{where}: {', '.join(changed)} differ from "
-            f"both the pinned upstream and the patched result. Use a clean checkout of "
-            f"{series.meta.get('repo', series.name)} at {series.commit[:7]}.")
+            f"{st['root']} is not a known {series.name} checkout{where}: {'; '.join(parts)}. Use a clean "
+            f"checkout: {_clone_hint(series)}.")
     if st["state"] == PARTIAL:
         done = [f for f, s in st["files"].items() if s == "patched"]
         raise PatchError(
@@ -764,7 +786,7 @@ def revert(name: str, path: str | os.PathLike) -> str:
 
 
 __all__ = [
-    "APPLIED", "MODIFIED", "PARTIAL", "PRISTINE", "PATCHES_ROOT", "PatchError", "Series", "apply",
+    "APPLIED", "MODIFIED", "NOT_CHECKOUT", "PARTIAL", "PRISTINE", "PATCHES_ROOT", "PatchError", "Series", "apply",
     "available", "check", "fused_ops", "get_series", "identify", "load_series", "parse_series", "recover", "revert",
     "series_state", "sha256", "status", "touched_files",
 ]

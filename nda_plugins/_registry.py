@@ -154,6 +154,15 @@ class NamedRegistry:
                 raise TypeError(
                     f"{self.kind} {name!r} does not take option(s) {unknown}; it takes {accepted or 'no options'}"
                 )
+            missing = [p.name for p in signature.parameters.values()
+                       if p.kind in named and p.default is p.empty and p.name not in merged]
+            if missing:
+                example = getattr(factory, "example", None)
+                raise TypeError(
+                    f"{self.kind} {name!r} needs option(s) {missing}, got {sorted(merged) or 'none'}; write it "
+                    f"as a spec like {example or name + ':' + ','.join(m + '=...' for m in missing)!r} "
+                    f"(`nda list {self.kind}s` shows every {self.kind}'s options)"
+                )
         built = factory(**merged)
         if not callable(built):
             raise TypeError(f"factory of {self.kind} {name!r} returned a non-callable {built!r}")

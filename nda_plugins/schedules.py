@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -108,6 +108,7 @@ def _end(schedule: str, end: object, weight: object) -> float:
 class Constant:
     """``w(t) = weight``."""
 
+    example: ClassVar[str] = "constant:weight=0.75"
     weight: float
 
     def __post_init__(self) -> None:
@@ -120,8 +121,9 @@ class Constant:
 
 @dataclass(frozen=True)
 class Linear:
-    """Linear ramp from ``start`` to ``end`` over ``steps`` steps, then ``end``."""
+    """Linear ramp from ``start`` to ``end`` over ``steps`` steps, then ``end`` (``end`` defaults to ``weight``; one is required)."""
 
+    example: ClassVar[str] = "linear:start=0,end=0.75,steps=1000"
     steps: int
     start: float = 0.0
     end: float | None = None
@@ -141,7 +143,9 @@ class Linear:
 
 @dataclass(frozen=True)
 class Cosine(Linear):
-    """Half-cosine ramp from ``start`` to ``end`` over ``steps`` steps, then ``end``."""
+    """Half-cosine ramp from ``start`` to ``end`` over ``steps`` steps, then ``end`` (``end`` defaults to ``weight``; one is required)."""
+
+    example: ClassVar[str] = "cosine:start=0,end=0.75,steps=1000"
 
     def __call__(self, step: int) -> float:
         p = self._progress(step)
@@ -152,6 +156,7 @@ class Cosine(Linear):
 class Warmup:
     """Linear warm-up from 0 to ``weight`` over ``steps`` steps."""
 
+    example: ClassVar[str] = "warmup:weight=0.75,steps=1000"
     weight: float
     steps: int
 
@@ -167,6 +172,7 @@ class Warmup:
 class Curriculum:
     """NDA off for the first ``steps`` steps, then ``weight`` (the released NDA code's curriculum)."""
 
+    example: ClassVar[str] = "curriculum:weight=0.75,steps=5000"
     weight: float
     steps: int
 

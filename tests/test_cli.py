@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -412,7 +414,7 @@ def test_preview_reads_jpeg_with_pillow(tmp_path):
         (["--transforms", "jigsaw:grid=abc"], "--transforms", "grid"),
         (["--transforms", "jigsaw:nosuch=1"], "--transforms", "nosuch"),
         (["--transforms", "source"], "--transforms", "source"),
-        (["--transforms", "mixup", "--n", 1], "--transforms", "batch"),
+        (["--transforms", "mixup", "--n", 1], "--n", "--n 2 or more"),
         (["--out", "x.jpg"], "--out", ".png"),
         (["--out", "no/such/dir/x.png"], "--out", "does not exist"),
         (["--images", "no-such-folder"], "--images", "no-such-folder"),
@@ -532,3 +534,96 @@ def test_doctor_upstream_builds_fused_ops_only_with_cuda(tmp_path, monkeypatch, 
 
 def test_doctor_bad_upstream_flag(tmp_path):
     bad_flag(["doctor", "--upstream", tmp_path / "missing"], "--upstream")
+
+
+def test_preview_two_image_transforms_with_one_source_name_the_cli_flags(tmp_path):
+    msg = bad_flag(["preview", "--n", 1, "--transforms", "jigsaw,stitch", "--out", tmp_path / "a.png"], "--n")
+    assert "'stitch'" in msg and "'jigsaw'" not in msg and "at least 2 source images" in msg
+    assert "partner=" not in msg  # a CLI user cannot pass a Python argument
+    folder = tmp_path / "one"
+    folder.mkdir()
+    write_png(folder / "a.png", torch.zeros(8, 8, 3, dtype=torch.uint8))
+    msg = bad_flag(["preview", "--images", folder, "--n", 4, "-t", "cutmix", "--out", tmp_path / "b.png"], "--images")
+    assert "folder with at least 2 images" in msg
+    # one-image transforms still work on one source
+    invoke("preview", "--n", 1, "--size", 16, "-t", "jigsaw,cutout", "--out", tmp_path / "c.png")
+    assert (tmp_path / "c.png").is_file()
+
+
+@pytest.mark.parametrize("exe, package", [(True, False), (False, False), (False, True)])
+def test_doctor_ninja_line_and_extras_agree(monkeypatch, fake_extensions, exe, package):
+    from nda_plugins.cli import doctor as doctor_mod
+
+    real_which, real_find_spec = shutil.which, importlib.util.find_spec
+    monkeypatch.setattr(doctor_mod.shutil, "which",
+                        lambda cmd, *a, **k: ("/opt/fake/ninja" if exe else None) if cmd == "ninja" else real_which(cmd, *a, **k))
+    monkeypatch.setattr(doctor_mod.importlib.util, "find_spec",
+                        lambda name, *a, **k: (object() if package else None) if name == "ninja" else real_find_spec(name, *a, **k))
+    monkeypatch.setattr(doctor_mod, "extras_from_metadata", lambda: {"stylegan2-ada": ["ninja"]})
+    monkeypatch.setattr(doctor_mod, "_run", lambda cmd: "1.11.1 (/opt/fake/ninja)" if cmd[0] == "ninja" and exe else None)
+    info = json.loads(invoke("doctor", "--json").output)
+    out = invoke("doctor").output
+    ninja_line = next(line for line in out.splitlines() if line.startswith("ninja"))
+    extras_line = next(line for line in out.splitlines() if line.strip().startswith("stylegan2-ada"))
+    if exe:
+        assert "1.11.1" in ninja_line and info["extras"]["stylegan2-ada"]["ninja"] == "ok"
+        assert extras_line.split()[-1] == "ok"
+    else:
+        assert "ninja" in extras_line and "missing" in extras_line
+        assert info["extras"]["stylegan2-ada"]["ninja"] != "ok"
+        if package:
+            assert "no ninja executable on PATH" in ninja_line and "no ninja executable on PATH" in extras_line
+        else:
+            assert ninja_line.split()[-2:] == ["not", "found"] and "not installed" in extras_line
+
+
+# ----------------------------------------------------------------------------------------
+# nda patch on folders that are no checkout
+# ----------------------------------------------------------------------------------------
+
+
+def test_patch_check_on_a_folder_that_is_no_checkout(tmp_path):
+    (tmp_path / "notes.txt").write_text("not an upstream\n")
+    result = CliRunner().invoke(main, ["patch", "check", "stylegan2-ada", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "not a checkout of stylegan2-ada" in result.output and "modified" not in result.output
+    assert "git clone https://github.com/NVlabs/stylegan2-ada-pytorch" in result.output
+    # DiffAugment's series patches a subfolder of its repository: the hint says which
+    result = CliRunner().invoke(main, ["patch", "check", "data-efficient-gans", str(tmp_path)])
+    assert result.exit_code == 1 and "DiffAugment-stylegan2-pytorch/" in result.output
+    # pix2pix's series also creates a file: its absence alone does not make a checkout
+    result = CliRunner().invoke(main, ["patch", "check", "pix2pix", str(tmp_path)])
+    assert result.exit_code == 1 and "not a checkout of pix2pix" in result.output
+
+
+def test_patch_check_names_missing_files_as_missing(tmp_path):
+    from nda_plugins import _patching
+
+    series = _patching.get_series("stylegan2-ada")
+    present = next(iter(series.files))
+    (tmp_path / present).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / present).write_text("# some other file\n")
+    result = CliRunner().invoke(main, ["patch", "check", "stylegan2-ada", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    others = [f for f in series.files if f != present]
+    assert f"{present} differ" in result.output and f"{', '.join(others)} missing" in result.output
+
+
+def test_patch_status_on_an_unknown_folder_fails_clearly(tmp_path):
+    result = CliRunner().invoke(main, ["patch", "status", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "is not a checkout of any known upstream" in result.output and "stylegan2-ada" in result.output
+    assert "unknown upstream: unknown" not in result.output
+    result = CliRunner().invoke(main, ["patch", "status", str(tmp_path), "--json"])
+    assert result.exit_code == 1 and json.loads(result.output)["upstream"] is None
+    result = CliRunner().invoke(main, ["patch", "status", str(tmp_path), "--name", "insgen"])
+    assert result.exit_code == 1 and "not a checkout of insgen" in result.output
+
+
+def test_list_shows_transform_options_from_their_signatures():
+    data = json.loads(invoke("list", "transforms", "--json").output)
+    options = {row["name"]: {o["name"]: o for o in row["options"]} for row in data["transforms"]}
+    assert options["jigsaw"]["grid"] == {"name": "grid", "required": False, "default": "2"}
+    assert set(options["mixup"]) == {"alpha", "low", "high"}
+    out = invoke("list", "transforms").output
+    assert "jigsaw" in out and "grid=2" in out and "options (* required)" in out

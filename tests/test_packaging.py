@@ -168,3 +168,16 @@ def test_unpacked_wheel_works_without_the_source_tree(wheel, tmp_path):
     assert proc.stdout.strip().endswith("ok")
     expected = sorted(p.name for p in (REPO / "patches").iterdir() if (p / "series").is_file())
     assert proc.stdout.splitlines()[0] == str(expected)
+
+
+def test_the_tests_run_this_repositorys_code():
+    """conftest.py makes `import nda_plugins` give this tree, with adapters/ and patches/ mapped to
+    their package names, under an editable or a plain install (see the README's Development)."""
+    import nda_plugins
+    import nda_plugins.adapters
+    import nda_plugins.patches
+
+    root = Path(__file__).resolve().parents[1]
+    assert Path(nda_plugins.__file__).resolve().parent == root / "nda_plugins"
+    assert Path(nda_plugins.adapters.__file__).resolve().parent == root / "adapters"
+    assert Path(nda_plugins.patches.__file__).resolve().parent == root / "patches"

@@ -328,8 +328,10 @@ def _drive(action, repo, series, fault=None, kill_after=None):
     env.pop("NDA_PATCH_FAULT", None)
     if fault:
         env["NDA_PATCH_FAULT"] = fault
+    # cwd outside the repository: `python -c` puts cwd first on sys.path, and the repository's
+    # nda_plugins/ lacks nda_plugins.patches unless installed (editable or not)
     proc = subprocess.Popen([sys.executable, "-c", _DRIVER, str(series), action, str(repo)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=Path(series).parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if kill_after is not None:
         try:
             proc.wait(timeout=kill_after)

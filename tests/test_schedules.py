@@ -380,3 +380,55 @@ def test_adaptive_alpha_is_the_same_on_every_rank(tmp_path):
         rank0_only.append(alone.step())
     assert traj[0] == expected
     assert traj[0] != rank0_only
+
+
+# --------------------------------------------------------------------------------------------
+# Every listed schedule builds from its listed form
+# --------------------------------------------------------------------------------------------
+
+
+def _listed_schedules():
+    import json
+
+    from click.testing import CliRunner
+
+    from nda_plugins.cli import main
+
+    result = CliRunner().invoke(main, ["list", "schedules", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)["schedules"]
+
+
+def test_every_listed_schedule_builds_from_its_listed_example():
+    from pathlib import Path
+
+    import nda_plugins.schedules as S
+    from nda_plugins._registry import parse_spec
+
+    rows = _listed_schedules()
+    assert {r["name"] for r in rows} == set(S.available())
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for row in rows:
+        assert row["example"], row["name"]
+        schedule = S.build(row["example"])
+        assert 0.0 <= schedule(0) < 1.0 and 0.0 <= schedule(10**6) < 1.0
+        required = [o["name"] for o in row["options"] if o["required"]]
+        # the listed example sets every listed required option
+        assert set(required) <= set(parse_spec(row["example"])[1])
+        # the README lists the same form (users copy it from there)
+        assert f"`{row['example']}`" in readme, row["example"]
+        if required:  # the bare name fails, naming what is missing and the listed form
+            with pytest.raises(TypeError) as info:
+                S.build(row["name"])
+            assert all(name in str(info.value) for name in required) and row["example"] in str(info.value)
+
+
+def test_listed_options_match_the_schedule_signatures():
+    import nda_plugins.schedules as S
+
+    by_name = {r["name"]: r for r in _listed_schedules()}
+    assert [o["name"] for o in by_name["constant"]["options"]] == ["weight"]
+    assert by_name["constant"]["options"][0]["required"]
+    linear = {o["name"]: o for o in by_name["linear"]["options"]}
+    assert linear["steps"]["required"] and not linear["start"]["required"] and linear["start"]["default"] == "0.0"
+    assert S.build("linear:steps=10,weight=0.5")(10) == 0.5  # weight is end's default, as listed

@@ -83,6 +83,19 @@ def check_import(module: str) -> str | None:
     return None
 
 
+def check_requirement(module: str) -> str | None:
+    """Like :func:`check_import`, except for ``ninja``: what builds the fused ops is the ``ninja``
+    executable on PATH (``torch.utils.cpp_extension`` runs it), whether it came from the Python
+    package or the system, so the same answer is given here and on the report's ``ninja`` line."""
+    if module != "ninja":
+        return check_import(module)
+    if shutil.which("ninja") is not None:
+        return None
+    if importlib.util.find_spec("ninja") is not None:
+        return "python package installed, but no ninja executable on PATH"
+    return "not installed (neither the executable nor the python package)"
+
+
 def torch_extensions_dirs() -> list[Path]:
     """Where ``torch.utils.cpp_extension`` puts built extensions (env var first)."""
     dirs = []
@@ -189,7 +202,7 @@ def gather(upstream: Path | None = None) -> dict:
         nvcc = str(Path(CUDA_HOME) / "bin" / "nvcc")
     info["nvcc"] = _run([nvcc, "--version"])
     info["extras"] = {
-        extra: {mod: check_import(mod) or "ok" for mod in mods}
+        extra: {mod: check_requirement(mod) or "ok" for mod in mods}
         for extra, mods in sorted(extras_from_metadata().items())
     }
     info["plugins"] = plugin_report()

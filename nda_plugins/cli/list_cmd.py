@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import pkgutil
@@ -47,13 +48,51 @@ def transforms(pm) -> list[dict]:
     from .. import transforms as _transforms
 
     reg = _transforms.registry(pm)
-    return [{"name": name, "plugin": reg.owner(name)} for name in reg.names()]
+    return [{"name": name, "plugin": reg.owner(name), "options": factory_options(reg.factory(name))}
+            for name in reg.names()]
+
+
+def factory_options(factory) -> list[dict]:
+    """The keyword options of a registry factory: ``[{"name", "required", "default"}]``.
+
+    Read from its signature; ``default`` is the ``repr`` of the default (``None`` when required).
+    A factory whose signature cannot be read lists no options.
+    """
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    rows = []
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        required = p.default is p.empty
+        rows.append({"name": p.name, "required": required, "default": None if required else repr(p.default)})
+    return rows
 
 
 def schedules(pm) -> list[dict]:
+    """One row per schedule: its options (from the factory's signature), a spec that builds, and
+    the first line of its docstring."""
     from .. import schedules as _schedules
 
-    return [{"name": name} for name in _schedules.available(pm)]
+    reg = _schedules.registry(pm)
+    rows = []
+    for name in reg.names():
+        factory = reg.factory(name)
+        doc = (inspect.getdoc(factory) or "").strip().splitlines()
+        rows.append({
+            "name": name,
+            "plugin": reg.owner(name),
+            "options": factory_options(factory),
+            "example": getattr(factory, "example", None),
+            "doc": doc[0].replace("``", "") if doc else "",
+        })
+    return rows
+
+
+def _options_text(options: list[dict]) -> str:
+    return ", ".join(o["name"] + ("*" if o["required"] else f"={o['default']}") for o in options) or "-"
 
 
 def adapters() -> list[dict]:
@@ -118,10 +157,16 @@ def list_cmd(sections: tuple[str, ...], as_json: bool) -> None:
                 click.echo(f"  {row['name']:34} {row['source']}")
                 click.echo(f"  {'':34} hooks: {', '.join(row['hooks']) or '-'}")
             elif section == "transforms":
-                click.echo(f"  {row['name']:14} from {row['plugin']}")
+                click.echo(f"  {row['name']:14} from {row['plugin']}; options (* required): {_options_text(row['options'])}")
             elif section == "patches":
                 click.echo(f"  {row['name']:28} {row['patches']} patch(es)  {row['path']}")
             elif section == "adapters":
                 click.echo(f"  {row['name']:28} {row['path']}")
+            elif section == "schedules":
+                click.echo(f"  {row['name']:14} options (* required): {_options_text(row['options'])}")
+                if row["doc"]:
+                    click.echo(f"  {'':14} {row['doc']}")
+                if row["example"]:
+                    click.echo(f"  {'':14} e.g. {row['example']}")
             else:
                 click.echo(f"  {row['name']}")

@@ -90,14 +90,27 @@ def revert(name: str, path: Path) -> None:
 @click.option("--name", default=None, help="Series to check against (default: identify by file hashes).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def status(path: Path, name: str | None, as_json: bool) -> None:
-    """Identify the upstream at PATH and say whether its series is applied."""
+    """Identify the upstream at PATH and say whether its series is applied.
+
+    Exits with 1 when PATH is no checkout of a known upstream (or of --name's).
+    """
     try:
         report = _patching.status(path, name)
     except _patching.PatchError as exc:
         _fail(exc)
+    unknown = report.get("upstream") is None or report["state"] == _patching.NOT_CHECKOUT
     if as_json:
         click.echo(json.dumps(report, indent=2))
+        if unknown:
+            raise SystemExit(1)
         return
+    if report.get("upstream") is None:
+        raise click.ClickException(
+            f"{report['path']} is not a checkout of any known upstream: none of the patch series' files "
+            f"match (known: {', '.join(sorted(_patching.available()))}). `nda patch list` shows each "
+            f"upstream's repository and pinned commit; pass --name NAME to compare with one series.")
+    if report["state"] == _patching.NOT_CHECKOUT:
+        raise click.ClickException(f"{report['path']}: {report['message']}")
     click.echo(f"{report['path']}: {report['upstream'] or 'unknown upstream'}: {report['state']}")
     if report.get("upstream"):
         pinned = report["pinned"][:7]

@@ -222,6 +222,15 @@ def preview(transform_specs, images, n, size, seed, out, force):
     else:
         sources, files = folder_images(images, n, size)
         origin = f"{len(files)} image(s) from {images}"
+    pairwise = [spec for spec, t in zip(specs, built) if getattr(t, "pairwise", False)]
+    if pairwise and sources.shape[0] < 2:
+        hint = "'--images'" if images is not None else "'--n'"
+        given = f"the folder gave {sources.shape[0]} image" if images is not None else f"got --n {n}"
+        raise click.BadParameter(
+            f"{', '.join(map(repr, pairwise))} pair each image with another image of the batch, so they need at "
+            f"least 2 source images; {given}. Use --n 2 or more"
+            + (" and a folder with at least 2 images" if images is not None else "")
+            + ", or leave them out of --transforms.", param_hint=hint)
     columns = [sources]
     for spec, t in zip(specs, built):
         try:
