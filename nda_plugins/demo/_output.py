@@ -79,3 +79,78 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_labelled_grid(
+    path: Path,
+    images: torch.Tensor,
+    *,
+    nrow: int = 8,
+    captions: list[str] | None = None,
+    caption_colours: list[str] | None = None,
+    row_labels: list[str] | None = None,
+    col_labels: list[str] | None = None,
+    title: str | None = None,
+    cell_inches: float = 0.9,
+    metadata: dict[str, str] | None = None,
+) -> bool:
+    """Write ``images`` as a grid with text a reader needs: captions, row / column labels, a title.
+
+    Args:
+        path: the PNG file to write.
+        images: ``(B, 3, H, W)`` in ``[-1, 1]``, laid out row by row, ``nrow`` per row.
+        nrow: images per row.
+        captions: one short text per image, printed under it (e.g. its dot count).
+        caption_colours: one matplotlib colour per caption (default black).
+        row_labels: one label per row, printed left of the row.
+        col_labels: one label per column, printed above the first row.
+        title: printed above the grid.
+        cell_inches: size of one cell in the figure (100 pixels per inch).
+        metadata: PNG text chunks to store in the file (e.g. ``{"Title": ...}``).
+
+    Returns:
+        ``False`` (and writes nothing) when matplotlib is missing: callers then fall back to
+        :func:`save_grid`, which needs no extra package but carries no text.
+
+    Raises:
+        ValueError: a label list does not match the number of images, rows or columns.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images: expected a (B, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    b = images.shape[0]
+    ncol = min(nrow, b)
+    nrows = math.ceil(b / ncol)
+    for name, values, expected in (("captions", captions, b), ("caption_colours", caption_colours, b),
+                                   ("row_labels", row_labels, nrows), ("col_labels", col_labels, ncol)):
+        if values is not None and len(values) != expected:
+            raise ValueError(f"{name}: expected {expected} entries, got {len(values)}")
+    plt = pyplot()
+    if plt is None:
+        return False
+    pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 0.5).permute(0, 2, 3, 1).numpy()
+    # Room for the texts: a caption band under each row, a label column on the left, a title on top.
+    left = 1.6 if row_labels else 0.1
+    top = (0.1 + 0.2 * (title.count("\n") + 1) if title else 0.1) + (0.35 if col_labels else 0.0)
+    row_h = cell_inches + (0.3 if captions else 0.08)
+    width, height = left + ncol * (cell_inches + 0.08) + 0.1, top + nrows * row_h + 0.1
+    fig = plt.figure(figsize=(width, height))
+    for i in range(b):
+        r, c = divmod(i, ncol)
+        x0 = left + c * (cell_inches + 0.08)
+        y0 = height - top - (r + 1) * row_h + (row_h - cell_inches)
+        ax = fig.add_axes((x0 / width, y0 / height, cell_inches / width, cell_inches / height))
+        ax.imshow(pixels[i], interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if captions is not None:
+            colour = caption_colours[i] if caption_colours is not None else "black"
+            ax.set_xlabel(captions[i], fontsize=8, labelpad=2, color=colour)
+        if row_labels is not None and c == 0:
+            ax.set_ylabel(row_labels[r], fontsize=9, rotation=0, ha="right", va="center", labelpad=6)
+        if col_labels is not None and r == 0:
+            ax.set_title(col_labels[c], fontsize=8, pad=3)
+    if title:
+        fig.text(0.5, 1 - 0.08 / height, title, ha="center", va="top", fontsize=10)
+    fig.savefig(path, dpi=100, metadata=metadata, bbox_inches="tight", pad_inches=0.1)
+    plt.close(fig)
+    return True

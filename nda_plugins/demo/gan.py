@@ -10,6 +10,7 @@ same random numbers and differ only by the objective).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -91,7 +92,12 @@ class TrainConfig:
         z_dim: latent size.
         width: base channel width of G and D.
         size: image side.
-        lr: Adam learning rate (both nets), betas ``(0.5, 0.999)``.
+        lr: Adam learning rate of G; D uses ``lr * lr_d_scale``.
+        lr_d_scale: D's learning rate over G's (two time-scale update rule when > 1).
+        betas: Adam betas (both nets).
+        d_steps: D updates per G update (each on a fresh real / fake / negative batch).
+        ema: decay of the exponential moving average of G's weights used for sampling
+            (0 disables it and samples from G itself).
         nda_weight: ``w`` of :func:`nda_plugins.losses.discriminator_loss` (0 = baseline).
         kind: loss kind of :mod:`nda_plugins.losses`.
     """
@@ -102,8 +108,12 @@ class TrainConfig:
     width: int = 16
     size: int = 32
     lr: float = 2e-4
+    lr_d_scale: float = 1.0
+    betas: tuple[float, float] = (0.5, 0.999)
+    d_steps: int = 1
+    ema: float = 0.0
     nda_weight: float = 0.0
-    kind: str = "logistic"
+    kind: str = "hinge"
 
 
 def train_gan(
@@ -134,34 +144,48 @@ def train_gan(
         G = Generator(config.z_dim, config.width, config.size)
         D = Discriminator(config.width, config.size)
     gen = torch.Generator().manual_seed(seed)
-    opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=(0.5, 0.999))
+    betas = (float(config.betas[0]), float(config.betas[1]))
+    opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr * config.lr_d_scale, betas=betas)
+    G_avg = copy.deepcopy(G) if config.ema > 0 else None
     n, b = real_pool.shape[0], config.batch_size
     w = float(config.nda_weight)
     report_every = 10
     for step in range(config.steps):
-        real = real_pool[torch.randint(n, (b,), generator=gen)]
-        z = torch.randn(b, config.z_dim, generator=gen)
-        neg = negatives(real, generator=gen)
-        with torch.no_grad():
-            fake = G(z)
-        # Negatives are always drawn (same random stream in both runs); D only sees them with NDA.
-        neg_logits = D(neg) if w > 0 else None
-        loss_d = losses.discriminator_loss(D(real), D(fake), neg_logits, nda_weight=w, kind=config.kind)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        for _ in range(config.d_steps):
+            real = real_pool[torch.randint(n, (b,), generator=gen)]
+            z = torch.randn(b, config.z_dim, generator=gen)
+            neg = negatives(real, generator=gen)
+            with torch.no_grad():
+                fake = G(z)
+            # Negatives are always drawn (same random stream in both runs); D only sees them with NDA.
+            neg_logits = D(neg) if w > 0 else None
+            loss_d = losses.discriminator_loss(D(real), D(fake), neg_logits, nda_weight=w, kind=config.kind)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
 
         z = torch.randn(b, config.z_dim, generator=gen)
         loss_g = losses.generator_loss(D(G(z)), kind=config.kind)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        if G_avg is not None:
+            _update_average(G_avg, G, config.ema)
         if progress is not None and (step + 1) % report_every == 0:
             progress(report_every)
     if progress is not None and config.steps % report_every:
         progress(config.steps % report_every)
-    return G.eval(), D.eval()
+    return (G_avg if G_avg is not None else G).eval(), D.eval()
+
+
+@torch.no_grad()
+def _update_average(avg: nn.Module, model: nn.Module, decay: float) -> None:
+    """``avg <- decay * avg + (1 - decay) * model`` for weights; buffers (BN statistics) copied."""
+    for p_avg, p in zip(avg.parameters(), model.parameters()):
+        p_avg.lerp_(p, 1.0 - decay)
+    for b_avg, b in zip(avg.buffers(), model.buffers()):
+        b_avg.copy_(b)
 
 
 @torch.no_grad()
