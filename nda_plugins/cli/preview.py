@@ -238,7 +238,7 @@ def preview(transform_specs, images, n, size, seed, out, force):
     labelled = _output.save_labelled_grid(
         out, stacked.flatten(0, 1) * 2 - 1, nrow=len(columns), col_labels=names,
         title=f"Each row: a source image, then its negative under each transform\n({origin})",
-        cell_inches=max(0.9, min(size, 256) / 100), metadata=text)
+        metadata=text)
     if labelled:
         click.echo(f"wrote {out}: rows = {origin}; columns (labelled on the image) = {', '.join(names)}")
         return

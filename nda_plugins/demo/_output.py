@@ -91,10 +91,14 @@ def save_labelled_grid(
     row_labels: list[str] | None = None,
     col_labels: list[str] | None = None,
     title: str | None = None,
-    cell_inches: float = 0.9,
+    cell_pixels: int = 90,
     metadata: dict[str, str] | None = None,
 ) -> bool:
-    """Write ``images`` as a grid with text a reader needs: captions, row / column labels, a title.
+    """Write ``images`` as a grid with the text a reader needs: captions, row / column labels, a title.
+
+    The images are tiled into one picture (each scaled up by a whole factor to about
+    ``cell_pixels``, nearest neighbour) with a band under each row for the captions; the texts are
+    drawn by matplotlib around and on it.
 
     Args:
         path: the PNG file to write.
@@ -105,7 +109,7 @@ def save_labelled_grid(
         row_labels: one label per row, printed left of the row.
         col_labels: one label per column, printed above the first row.
         title: printed above the grid.
-        cell_inches: size of one cell in the figure (100 pixels per inch).
+        cell_pixels: the side a cell is scaled up to, at least (whole factors only).
         metadata: PNG text chunks to store in the file (e.g. ``{"Title": ...}``).
 
     Returns:
@@ -113,44 +117,54 @@ def save_labelled_grid(
         :func:`save_grid`, which needs no extra package but carries no text.
 
     Raises:
-        ValueError: a label list does not match the number of images, rows or columns.
+        ValueError: ``images`` is not ``(B, 3, H, W)``, or a label list does not match the number
+            of images, rows or columns.
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images: expected a (B, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
-    b = images.shape[0]
+    b, _, h, w = images.shape
     ncol = min(nrow, b)
     nrows = math.ceil(b / ncol)
     for name, values, expected in (("captions", captions, b), ("caption_colours", caption_colours, b),
                                    ("row_labels", row_labels, nrows), ("col_labels", col_labels, ncol)):
         if values is not None and len(values) != expected:
-            raise ValueError(f"{name}: expected {expected} entries, got {len(values)}")
+            raise ValueError(f"{name}: expected {expected} entries (one per "
+                             f"{'row' if name == 'row_labels' else 'column' if name == 'col_labels' else 'image'}), "
+                             f"got {len(values)}")
     plt = pyplot()
     if plt is None:
         return False
-    pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 0.5).permute(0, 2, 3, 1).numpy()
-    # Room for the texts: a caption band under each row, a label column on the left, a title on top.
-    left = 1.6 if row_labels else 0.1
-    top = (0.1 + 0.2 * (title.count("\n") + 1) if title else 0.1) + (0.35 if col_labels else 0.0)
-    row_h = cell_inches + (0.3 if captions else 0.08)
-    width, height = left + ncol * (cell_inches + 0.08) + 0.1, top + nrows * row_h + 0.1
-    fig = plt.figure(figsize=(width, height))
+    zoom = max(1, math.ceil(cell_pixels / max(h, w)))
+    ch, cw = h * zoom, w * zoom
+    pad, band = 6, (16 if captions is not None else 0)
+    step_y, step_x = ch + band + pad, cw + pad
+    canvas = torch.ones(3, nrows * step_y + pad, ncol * step_x + pad)
+    pixels = (images.detach().float().cpu().clamp(-1, 1) + 1) * 0.5
+    pixels = pixels.repeat_interleave(zoom, dim=2).repeat_interleave(zoom, dim=3)
+    tops = [pad + (i // ncol) * step_y for i in range(b)]
+    lefts = [pad + (i % ncol) * step_x for i in range(b)]
+    for i in range(b):  # figure drawing, not a hot path: one slice copy per thumbnail
+        canvas[:, tops[i]:tops[i] + ch, lefts[i]:lefts[i] + cw] = pixels[i]
+    height, width = canvas.shape[1], canvas.shape[2]
+    fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(canvas.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_xlim(-0.5, width - 0.5)
+    ax.set_ylim(height - 0.5, -0.5)
+    ax.axis("off")
     for i in range(b):
-        r, c = divmod(i, ncol)
-        x0 = left + c * (cell_inches + 0.08)
-        y0 = height - top - (r + 1) * row_h + (row_h - cell_inches)
-        ax = fig.add_axes((x0 / width, y0 / height, cell_inches / width, cell_inches / height))
-        ax.imshow(pixels[i], interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
         if captions is not None:
             colour = caption_colours[i] if caption_colours is not None else "black"
-            ax.set_xlabel(captions[i], fontsize=8, labelpad=2, color=colour)
-        if row_labels is not None and c == 0:
-            ax.set_ylabel(row_labels[r], fontsize=9, rotation=0, ha="right", va="center", labelpad=6)
-        if col_labels is not None and r == 0:
-            ax.set_title(col_labels[c], fontsize=8, pad=3)
+            ax.text(lefts[i] + cw / 2, tops[i] + ch + 2, captions[i], ha="center", va="top", fontsize=8,
+                    color=colour)
+    if row_labels is not None:
+        for r, label in enumerate(row_labels):
+            ax.text(-4, pad + r * step_y + ch / 2, label, ha="right", va="center", fontsize=9)
+    if col_labels is not None:
+        for c, label in enumerate(col_labels):
+            ax.text(pad + c * step_x + cw / 2, -2, label, ha="center", va="bottom", fontsize=8)
     if title:
-        fig.text(0.5, 1 - 0.08 / height, title, ha="center", va="top", fontsize=10)
+        ax.text(width / 2, -20 if col_labels is not None else -4, title, ha="center", va="bottom", fontsize=10)
     fig.savefig(path, dpi=100, metadata=metadata, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     return True

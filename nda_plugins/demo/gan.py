@@ -56,9 +56,15 @@ class Discriminator(nn.Module):
     Strided convolutions halving the side down to 4 (doubling the channels from ``width``),
     LeakyReLU, spectral normalisation on every layer, a two-layer head. No batch norm: real, fake
     and negative batches go through separate passes, so batch statistics would leak between them.
+
+    With ``minibatch_std=True`` the head also sees the standard deviation of the features over the
+    batch (one number, as an extra 4x4 channel; StyleGAN's minibatch standard deviation): a batch
+    of near-identical fakes is then easy to tell from a batch of reals, which keeps G from
+    collapsing onto one image. The logit of a sample then depends on its batch, so leave it off
+    when D's scores are used per sample (the anomaly demo).
     """
 
-    def __init__(self, width: int = 32, size: int = 32):
+    def __init__(self, width: int = 32, size: int = 32, *, minibatch_std: bool = False):
         super().__init__()
         if size < 8 or size & (size - 1):
             raise ValueError(f"size: expected a power of two >= 8, got {size}")
@@ -70,16 +76,22 @@ class Discriminator(nn.Module):
             layers += [spectral_norm(nn.Conv2d(cin, cout, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
             cin = cout
         self.net = nn.Sequential(*layers)
+        self.minibatch_std = minibatch_std
+        feats = cin * 16 + (16 if minibatch_std else 0)
         # A hidden layer in the head: with a single linear layer on the 4x4 map (one feature per 8x8
         # region) D's logit is roughly monotonic in the number of dots, so it can say "fewer" or
         # "more" but never "exactly k", and G swings between no dots and every cell lit.
         self.head = nn.Sequential(
-            spectral_norm(nn.Linear(cin * 16, 4 * width)), nn.LeakyReLU(0.2),
+            spectral_norm(nn.Linear(feats, 4 * width)), nn.LeakyReLU(0.2),
             spectral_norm(nn.Linear(4 * width, 1)),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.net(x).flatten(1)).squeeze(1)
+        h = self.net(x)
+        if self.minibatch_std:
+            spread = h.std(dim=0, unbiased=False).mean() if h.shape[0] > 1 else h.new_zeros(())
+            h = torch.cat([h, spread.expand(h.shape[0], 1, *h.shape[2:])], dim=1)
+        return self.head(h.flatten(1)).squeeze(1)
 
 
 @dataclass
@@ -100,6 +112,7 @@ class TrainConfig:
             (0 disables it and samples from G itself).
         nda_weight: ``w`` of :func:`nda_plugins.losses.discriminator_loss` (0 = baseline).
         kind: loss kind of :mod:`nda_plugins.losses`.
+        minibatch_std: give D the minibatch standard deviation feature (see :class:`Discriminator`).
     """
 
     steps: int = 1000
@@ -114,6 +127,7 @@ class TrainConfig:
     ema: float = 0.0
     nda_weight: float = 0.0
     kind: str = "hinge"
+    minibatch_std: bool = False
 
 
 def train_gan(
@@ -142,7 +156,7 @@ def train_gan(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         G = Generator(config.z_dim, config.width, config.size)
-        D = Discriminator(config.width, config.size)
+        D = Discriminator(config.width, config.size, minibatch_std=config.minibatch_std)
     gen = torch.Generator().manual_seed(seed)
     betas = (float(config.betas[0]), float(config.betas[1]))
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=betas)
