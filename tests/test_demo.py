@@ -400,6 +400,51 @@ def test_blur_keeps_shape_and_smooths():
     assert float(y.max()) < 0.1 and abs(float(y.sum()) - 3.0) < 1e-4
 
 
+def test_minibatch_std_lets_d_see_a_collapsed_batch():
+    torch.manual_seed(0)
+    D = gan.Discriminator(4, 16, minibatch_std=True).eval()  # eval: no power iteration per call
+    x = torch.rand(6, 3, 16, 16) * 2 - 1
+    same = x[:1].expand(6, -1, -1, -1)
+    # Identical samples: zero spread, so the logit equals the one of the sample alone.
+    assert torch.allclose(D(same), D(x[:1]).expand(6), atol=1e-6)
+    # A diverse batch changes every sample's logit (the spread channel is not zero).
+    assert not torch.allclose(D(x)[:1], D(x[:1]), atol=1e-6)
+    plain = gan.Discriminator(4, 16).eval()
+    assert torch.allclose(plain(x)[:1], plain(x[:1]), atol=1e-6)
+
+
+def test_train_gan_d_steps_and_average():
+    calls = []
+    real_loss = losses.discriminator_loss
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real_loss(*args, **kwargs)
+
+    pool = dots(torch.full((16,), 2), size=16, generator=_gen())
+    cfg = gan.TrainConfig(steps=3, batch_size=4, width=4, size=16, z_dim=8, d_steps=2, ema=0.9,
+                          betas=(0, 0.9), kind="hinge", minibatch_std=True)
+    import nda_plugins.losses as L
+
+    original = L.discriminator_loss
+    L.discriminator_loss = spy
+    try:
+        G, _ = gan.train_gan(pool, lambda x, generator=None: -x, cfg, seed=0)
+    finally:
+        L.discriminator_loss = original
+    assert len(calls) == 6  # 3 steps x 2 D updates
+    plain, _ = gan.train_gan(pool, lambda x, generator=None: -x, gan.TrainConfig(
+        steps=3, batch_size=4, width=4, size=16, z_dim=8, d_steps=2, betas=(0, 0.9), kind="hinge",
+        minibatch_std=True), seed=0)
+    # The returned G is the moving average, not the last iterate.
+    assert any(not torch.equal(a, b) for a, b in zip(G.parameters(), plain.parameters()))
+    avg, model = gan.Generator(8, 4, 16), gan.Generator(8, 4, 16)
+    expected = [0.75 * a + 0.25 * m for a, m in zip(avg.parameters(), model.parameters())]
+    gan._update_average(avg, model, 0.75)
+    assert all(torch.allclose(a, e) for a, e in zip(avg.parameters(), expected))
+    assert all(torch.equal(a, m) for a, m in zip(avg.buffers(), model.buffers()))
+
+
 def test_gan_shapes():
     G, D = gan.Generator(16, 4, 16), gan.Discriminator(4, 16)
     z = torch.randn(5, 16)

@@ -126,7 +126,7 @@ class TrainConfig:
     d_steps: int = 1
     ema: float = 0.0
     nda_weight: float = 0.0
-    kind: str = "hinge"
+    kind: str = "logistic"
     minibatch_std: bool = False
 
 

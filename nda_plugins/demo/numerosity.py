@@ -36,7 +36,10 @@ GRID = 32
 
 @dataclass
 class NumerosityConfig:
-    """Settings of ``nda demo`` (numerosity); the CLI flags map one to one.
+    """Settings of ``nda demo`` (numerosity).
+
+    The first group has CLI flags of the same names; the GAN recipe below it (loss, optimiser,
+    minibatch standard deviation) is fixed by the demo and recorded in ``results.json``.
 
     Attributes:
         k: the dot count of every training image.
@@ -49,8 +52,13 @@ class NumerosityConfig:
         n_negatives: negative images (other counts) per seed.
         n_eval: generated samples counted per run.
         offsets: count offsets for negatives (``k + offset``).
-        kind: loss kind of :mod:`nda_plugins.losses`.
         size: image side (a multiple of 8 and a power of two).
+        kind: loss kind of :mod:`nda_plugins.losses`.
+        lr: Adam learning rate of G (see :class:`~nda_plugins.demo.gan.TrainConfig`).
+        lr_d_scale: D's learning rate over G's.
+        betas: Adam betas.
+        d_steps: D updates per G update.
+        minibatch_std: D sees the batch's feature spread (guards G against collapsing).
     """
 
     k: int = 6
@@ -63,8 +71,13 @@ class NumerosityConfig:
     n_negatives: int = 4096
     n_eval: int = 1000
     offsets: tuple[int, ...] = (-2, -1, 1, 2)
-    kind: str = "logistic"
     size: int = 32
+    kind: str = "hinge"
+    lr: float = 2e-4
+    lr_d_scale: float = 1.0
+    betas: tuple[float, float] = (0.5, 0.999)
+    d_steps: int = 1
+    minibatch_std: bool = True
 
     def validate(self) -> None:
         """Raise ValueError naming the setting (as its CLI flag) when a value is out of range."""
@@ -101,7 +114,8 @@ def run(config: NumerosityConfig, out_dir: Path, *, progress: Callable[[int], No
     all_counts: dict[str, list[torch.Tensor]] = {name: [] for name in RUNS}
     grids: dict[str, tuple[torch.Tensor, str]] = {}  # file stem -> (images, title)
     train_cfg = dict(steps=config.steps, batch_size=config.batch_size, width=config.width,
-                     size=config.size, kind=config.kind)
+                     size=config.size, kind=config.kind, lr=config.lr, lr_d_scale=config.lr_d_scale,
+                     betas=config.betas, d_steps=config.d_steps, minibatch_std=config.minibatch_std)
     for seed in config.seeds:
         data_gen = torch.Generator().manual_seed(10_000 + seed)
         real = dots(torch.full((config.n_train,), config.k), size=config.size, generator=data_gen)
