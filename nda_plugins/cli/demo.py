@@ -166,7 +166,7 @@ def demo(ctx, **given):
 
     \b
     Examples:
-      nda demo                  # default settings, about 8 minutes on a 2-core CPU
+      nda demo                  # default settings, about 8 minutes on an idle 2-core CPU
       nda demo --quick          # smoke test, seconds
       nda demo --k 4 --seeds 0,1,2,3 --out runs/k4
       nda demo anomaly --help

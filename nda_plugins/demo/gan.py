@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from .. import losses
 
@@ -61,16 +61,18 @@ class Discriminator(nn.Module):
     batch (one number, as an extra 4x4 channel; StyleGAN's minibatch standard deviation): a batch
     of near-identical fakes is then easy to tell from a batch of reals, which keeps G from
     collapsing onto one image. The logit of a sample then depends on its batch, so leave it off
-    when D's scores are used per sample (the anomaly demo).
+    when D's scores are used per sample (the anomaly demo). ``sn=False`` drops the spectral
+    normalisation (a plain DCGAN-style discriminator).
     """
 
-    def __init__(self, width: int = 32, size: int = 32, *, minibatch_std: bool = False):
+    def __init__(self, width: int = 32, size: int = 32, *, minibatch_std: bool = False, sn: bool = True):
         super().__init__()
         if size < 8 or size & (size - 1):
             raise ValueError(f"size: expected a power of two >= 8, got {size}")
         downs = size.bit_length() - 3
         layers: list[nn.Module] = []
         cin = 3
+        spectral_norm = _spectral_norm if sn else (lambda m: m)
         for i in range(downs):
             cout = width * 2 ** i
             layers += [spectral_norm(nn.Conv2d(cin, cout, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
@@ -113,6 +115,7 @@ class TrainConfig:
         nda_weight: ``w`` of :func:`nda_plugins.losses.discriminator_loss` (0 = baseline).
         kind: loss kind of :mod:`nda_plugins.losses`.
         minibatch_std: give D the minibatch standard deviation feature (see :class:`Discriminator`).
+        sn: spectral normalisation on D's layers.
     """
 
     steps: int = 1000
@@ -128,6 +131,7 @@ class TrainConfig:
     nda_weight: float = 0.0
     kind: str = "logistic"
     minibatch_std: bool = False
+    sn: bool = True
 
 
 def train_gan(
@@ -156,7 +160,7 @@ def train_gan(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         G = Generator(config.z_dim, config.width, config.size)
-        D = Discriminator(config.width, config.size, minibatch_std=config.minibatch_std)
+        D = Discriminator(config.width, config.size, minibatch_std=config.minibatch_std, sn=config.sn)
     gen = torch.Generator().manual_seed(seed)
     betas = (float(config.betas[0]), float(config.betas[1]))
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=betas)

@@ -73,9 +73,9 @@ class NumerosityConfig:
     offsets: tuple[int, ...] = (-2, -1, 1, 2)
     size: int = 32
     kind: str = "hinge"
-    lr: float = 2e-4
+    lr: float = 1e-3
     lr_d_scale: float = 1.0
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[float, float] = (0.5, 0.9)
     d_steps: int = 1
     minibatch_std: bool = True
 
