@@ -254,8 +254,9 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     ax.text(k, ax.get_ylim()[1] * 0.98, f" k = {k}\n (training count)", ha="left", va="top", fontsize=8)
     ax.set_xlabel("number of dots in a generated sample")
     ax.set_ylabel("share of samples")
-    ax.set_title(f"Numerosity: GAN trained on images with exactly k = {k} dots\n"
-                 f"seeds {', '.join(map(str, seeds))} pooled; error bars = std over seeds", fontsize=10)
+    which = (f"seeds {', '.join(map(str, seeds))} pooled; error bars = std over seeds" if len(seeds) > 1
+             else f"seed {seeds[0]}")
+    ax.set_title(f"Numerosity: GAN trained on images with exactly k = {k} dots\n{which}", fontsize=10)
     ax.set_xticks(xs)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, labelspacing=1.2)
     fig.savefig(path, dpi=100, bbox_inches="tight")
