@@ -72,7 +72,7 @@ class NumerosityConfig:
     n_eval: int = 1000
     offsets: tuple[int, ...] = (-2, -1, 1, 2)
     size: int = 32
-    kind: str = "hinge"
+    kind: str = "logistic"
     lr: float = 1e-3
     lr_d_scale: float = 1.0
     betas: tuple[float, float] = (0.5, 0.9)
