@@ -33,6 +33,17 @@ def _no_entry_points(monkeypatch):
     set_plugin_manager(None)
 
 
+@pytest.fixture(autouse=True)
+def _plain_preview(monkeypatch):
+    """``nda preview`` as without matplotlib: the bare pixel grid these tests check cell by cell.
+
+    The labelled picture drawn when matplotlib is installed is tested on its own below.
+    """
+    from nda_plugins.demo import _output
+
+    monkeypatch.setattr(_output, "pyplot", lambda: None)
+
+
 def invoke(*args, **kwargs):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
 
@@ -336,6 +347,41 @@ def test_preview_writes_sources_and_negatives(tmp_path):
     assert not torch.equal(cell(grid, 0, 0, size), cell(grid, 0, 1, size))
     text = dict(p.split(b"\0", 1) for k, p in read_chunks(data) if k == b"tEXt")
     assert text[b"Columns"] == b"source, jigsaw:grid=3, cutout, stitch"
+
+
+def test_preview_without_matplotlib_says_labels_are_missing(tmp_path):
+    result = invoke("preview", "--n", 1, "--size", 8, "-t", "noise", "--out", tmp_path / "p.png")
+    assert "no column labels" in result.output and "nda-plugins[demo]" in result.output
+
+
+def test_preview_with_matplotlib_labels_each_column(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from nda_plugins.demo import _output
+
+    monkeypatch.undo()  # the real matplotlib, not the autouse fixture's stand-in
+    monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    calls = []
+    real = _output.save_labelled_grid
+
+    def spy(path, images, **labels):
+        calls.append(dict(labels, images=images))
+        return real(path, images, **labels)
+
+    monkeypatch.setattr(_output, "save_labelled_grid", spy)
+    out = tmp_path / "lab.png"
+    result = invoke("preview", "-t", "jigsaw,cutout", "--n", 2, "--size", 16, "--seed", 3, "--out", out)
+    assert "columns (labelled on the image) = source, jigsaw, cutout" in result.output
+    (call,) = calls
+    assert call["col_labels"] == ["source", "jigsaw", "cutout"] and call["nrow"] == 3
+    assert call["images"].shape == (6, 3, 16, 16)
+    # Row-major: row 0 is source 0, its jigsaw, its cutout.
+    g = torch.Generator().manual_seed(3)
+    sources = procedural_images(2, 16, g)
+    assert torch.allclose((call["images"][0] + 1) / 2, sources[0], atol=1e-6)
+    assert torch.allclose((call["images"][3] + 1) / 2, sources[1], atol=1e-6)
+    data = out.read_bytes()
+    text = dict(p.split(b"\0", 1) for k, p in read_chunks(data) if k == b"tEXt")
+    assert text[b"Columns"] == b"source, jigsaw, cutout"
 
 
 def test_preview_default_shows_every_transform_but_source(tmp_path):

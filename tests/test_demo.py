@@ -248,7 +248,7 @@ def test_runs_are_repeatable(tmp_path):
     assert a["runs"] == b["runs"]
 
 
-def test_missing_matplotlib_still_writes_json_and_table(monkeypatch, tmp_path):
+def test_missing_matplotlib_still_writes_json_table_and_plain_grids(monkeypatch, tmp_path):
     monkeypatch.setattr(_output, "pyplot", lambda: None)
     messages = []
     result = numerosity.run(_tiny_numerosity(), tmp_path, log=messages.append)
@@ -257,6 +257,130 @@ def test_missing_matplotlib_still_writes_json_and_table(monkeypatch, tmp_path):
     assert not (tmp_path / "histogram.png").exists()
     assert json.loads((tmp_path / "results.json").read_text())["files"]["plot"] is None
     assert (tmp_path / "table.txt").read_text().startswith("Dot counts")
+    for name in result["files"]["grids"]:  # unlabelled, but still there
+        assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE
+
+
+class _GridSpy:
+    """Stands in for ``_output.save_labelled_grid``: records each call, writes nothing."""
+
+    def __init__(self):
+        self.calls = {}
+
+    def __call__(self, path, images, **labels):
+        self.calls[Path(path).name] = dict(labels, images=images)
+        return True
+
+
+def test_numerosity_grids_carry_dot_counts_and_seed(monkeypatch, tmp_path):
+    spy = _GridSpy()
+    monkeypatch.setattr(_output, "save_labelled_grid", spy)
+    config = _tiny_numerosity(seeds=(3, 4), k=4)
+    result = numerosity.run(config, tmp_path, log=lambda _: None)
+    expected = ["samples_real.png", "samples_negatives.png"] + [
+        f"samples_{name}_seed{seed}.png" for seed in (3, 4) for name in ("baseline", "nda")]
+    assert sorted(spy.calls) == sorted(expected) == sorted(result["files"]["grids"])
+    for name, call in spy.calls.items():
+        counts = count_components(call["images"]).tolist()
+        # Each thumbnail's caption is its counted dots, green exactly when it equals k.
+        assert call["captions"] == [f"{c} dot{'s' if c != 1 else ''}" for c in counts], name
+        assert call["caption_colours"] == ["tab:green" if c == 4 else "tab:red" for c in counts], name
+        assert "4" in call["title"]
+    assert all(c == "4 dots" for c in spy.calls["samples_real.png"]["captions"])
+    assert "4 dots" not in spy.calls["samples_negatives.png"]["captions"]
+    for seed in (3, 4):
+        for name in ("baseline", "nda"):
+            title = spy.calls[f"samples_{name}_seed{seed}.png"]["title"]
+            share = next(e["share_k"] for e in result["runs"][name]["per_seed"] if e["seed"] == seed)
+            assert f"seed {seed}" in title and f"{share:.0%}" in title
+            assert ("NDA" in title) == (name == "nda")
+
+
+def test_results_have_per_seed_numbers_and_spreads(tmp_path):
+    result = numerosity.run(_tiny_numerosity(seeds=(0, 1)), tmp_path, log=lambda _: None)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["runs"] == json.loads(json.dumps(result["runs"]))
+    for name in ("baseline", "nda"):
+        entry = saved["runs"][name]
+        seeds = entry["per_seed"]
+        assert [s["seed"] for s in seeds] == [0, 1]
+        shares = [s["share_k"] for s in seeds]
+        errors = [s["mean_abs_error"] for s in seeds]
+        assert entry["share_k_per_seed"] == shares and entry["mean_abs_error_per_seed"] == errors
+        assert entry["share_k_mean"] == pytest.approx(sum(shares) / 2)
+        assert entry["share_k_std"] == pytest.approx(abs(shares[0] - shares[1]) / 2)
+        assert entry["mean_abs_error_std"] == pytest.approx(abs(errors[0] - errors[1]) / 2)
+        for s in seeds:
+            assert sum(s["counts"].values()) == 16
+            k_share = s["counts"].get("3", 0) / 16
+            assert s["share_k"] == pytest.approx(k_share)
+
+
+def _pooled_result(k=6):
+    per_seed = [{"seed": s, "share_k": share, "mean_abs_error": 0.5, "counts": counts}
+                for s, share, counts in ((0, 0.5, {"5": 5, "6": 5}), (1, 0.7, {"6": 7, "7": 3}))]
+    run = {"nda_weight": 0.5, "n_samples": 20, "counts": {"5": 5, "6": 12, "7": 3}, "share_k": 0.6,
+           "share_k_mean": 0.6, "share_k_std": 0.1, "mean_abs_error": 0.4, "per_seed": per_seed}
+    return {"k": k, "seeds": [0, 1], "runs": {"baseline": dict(run, nda_weight=0.0), "nda": run}}
+
+
+def test_histogram_labels_the_k_line_and_keeps_the_legend_off_the_bars(monkeypatch, tmp_path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to inspect it
+    assert numerosity.plot(_pooled_result(), tmp_path / "h.png")
+    assert (tmp_path / "h.png").read_bytes()[:8] == PNG_SIGNATURE
+    (fig,) = figures
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert any("k = 6" in t for t in texts)
+    legend = ax.get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert len(labels) == 2 and "exactly 6: 60.0% ± 10.0%" in labels[1] and labels[1].startswith("NDA")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert legend.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1  # right of the axes
+    assert "seeds 0, 1" in ax.get_title()
+
+
+def test_save_labelled_grid_checks_labels_and_needs_matplotlib(monkeypatch, tmp_path):
+    images = torch.zeros(6, 3, 8, 8)
+    with pytest.raises(ValueError, match="captions: expected 6"):
+        _output.save_labelled_grid(tmp_path / "a.png", images, captions=["x"] * 5)
+    with pytest.raises(ValueError, match="row_labels: expected 2"):
+        _output.save_labelled_grid(tmp_path / "a.png", images, nrow=3, row_labels=["a"])
+    with pytest.raises(ValueError, match="col_labels: expected 3"):
+        _output.save_labelled_grid(tmp_path / "a.png", images, nrow=3, col_labels=["a"])
+    with pytest.raises(ValueError, match="images"):
+        _output.save_labelled_grid(tmp_path / "a.png", torch.zeros(3, 8, 8))
+    monkeypatch.setattr(_output, "pyplot", lambda: None)
+    assert not _output.save_labelled_grid(tmp_path / "b.png", images)
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_save_labelled_grid_draws_every_text(monkeypatch, tmp_path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    assert _output.save_labelled_grid(tmp_path / "g.png", torch.zeros(4, 3, 8, 8), nrow=2,
+                                      captions=["c0", "c1", "c2", "c3"], row_labels=["r0", "r1"],
+                                      col_labels=["k0", "k1"], title="T", metadata={"Columns": "k0, k1"})
+    texts = sorted(t.get_text() for t in figures[0].axes[0].texts)
+    assert texts == sorted(["c0", "c1", "c2", "c3", "r0", "r1", "k0", "k1", "T"])
+    data = (tmp_path / "g.png").read_bytes()
+    assert data[:8] == PNG_SIGNATURE and b"Columns" in data
+
+
+def test_anomaly_sets_rows_are_labelled(monkeypatch, tmp_path):
+    spy = _GridSpy()
+    monkeypatch.setattr(_output, "save_labelled_grid", spy)
+    config = anomaly.AnomalyConfig(seeds=(0,), steps=2, batch_size=8, width=4, n_train=16, n_eval=16)
+    anomaly.run(config, tmp_path, log=lambda _: None)
+    sets = spy.calls["sets.png"]
+    assert sets["row_labels"] == anomaly.SET_LABELS
+    assert len(sets["row_labels"]) == 1 + len(anomaly.OOD_SETS) and "in-distribution" in sets["row_labels"][0]
+    assert sets["images"].shape[0] == 8 * len(sets["row_labels"])
+    assert "seed 0" in sets["title"] and "seed 0" in spy.calls["samples_nda.png"]["title"]
 
 
 def test_config_validation_names_the_flag():
@@ -274,6 +398,51 @@ def test_blur_keeps_shape_and_smooths():
     y = anomaly.blur(x)
     assert y.shape == x.shape
     assert float(y.max()) < 0.1 and abs(float(y.sum()) - 3.0) < 1e-4
+
+
+def test_minibatch_std_lets_d_see_a_collapsed_batch():
+    torch.manual_seed(0)
+    D = gan.Discriminator(4, 16, minibatch_std=True).eval()  # eval: no power iteration per call
+    x = torch.rand(6, 3, 16, 16) * 2 - 1
+    same = x[:1].expand(6, -1, -1, -1)
+    # Identical samples: zero spread, so the logit equals the one of the sample alone.
+    assert torch.allclose(D(same), D(x[:1]).expand(6), atol=1e-6)
+    # A diverse batch changes every sample's logit (the spread channel is not zero).
+    assert not torch.allclose(D(x)[:1], D(x[:1]), atol=1e-6)
+    plain = gan.Discriminator(4, 16).eval()
+    assert torch.allclose(plain(x)[:1], plain(x[:1]), atol=1e-6)
+
+
+def test_train_gan_d_steps_and_average():
+    calls = []
+    real_loss = losses.discriminator_loss
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real_loss(*args, **kwargs)
+
+    pool = dots(torch.full((16,), 2), size=16, generator=_gen())
+    cfg = gan.TrainConfig(steps=3, batch_size=4, width=4, size=16, z_dim=8, d_steps=2, ema=0.9,
+                          betas=(0, 0.9), kind="hinge", minibatch_std=True)
+    import nda_plugins.losses as L
+
+    original = L.discriminator_loss
+    L.discriminator_loss = spy
+    try:
+        G, _ = gan.train_gan(pool, lambda x, generator=None: -x, cfg, seed=0)
+    finally:
+        L.discriminator_loss = original
+    assert len(calls) == 6  # 3 steps x 2 D updates
+    plain, _ = gan.train_gan(pool, lambda x, generator=None: -x, gan.TrainConfig(
+        steps=3, batch_size=4, width=4, size=16, z_dim=8, d_steps=2, betas=(0, 0.9), kind="hinge",
+        minibatch_std=True), seed=0)
+    # The returned G is the moving average, not the last iterate.
+    assert any(not torch.equal(a, b) for a, b in zip(G.parameters(), plain.parameters()))
+    avg, model = gan.Generator(8, 4, 16), gan.Generator(8, 4, 16)
+    expected = [0.75 * a + 0.25 * m for a, m in zip(avg.parameters(), model.parameters())]
+    gan._update_average(avg, model, 0.75)
+    assert all(torch.allclose(a, e) for a, e in zip(avg.parameters(), expected))
+    assert all(torch.equal(a, m) for a, m in zip(avg.buffers(), model.buffers()))
 
 
 def test_gan_shapes():
@@ -309,8 +478,14 @@ def test_cli_numerosity_quick(tmp_path):
         assert 0.0 <= run["share_k"] <= 1.0
         assert run["share_k"] == pytest.approx(run["counts"].get("6", 0) / run["n_samples"])
     assert data["runs"]["nda"]["nda_weight"] == 0.5 and data["runs"]["baseline"]["nda_weight"] == 0.0
-    for name in ("histogram", "samples_real", "samples_negatives", "samples_baseline", "samples_nda"):
+    for name in ("samples_real", "samples_negatives", "samples_baseline_seed0", "samples_nda_seed0"):
         _check_png(out / f"{name}.png")
+    if _output.pyplot() is not None:
+        _check_png(out / "histogram.png")
+    else:
+        assert data["files"]["plot"] is None
+    assert sorted(data["files"]["grids"]) == sorted(
+        ["samples_real.png", "samples_negatives.png", "samples_baseline_seed0.png", "samples_nda_seed0.png"])
     assert (out / "table.txt").read_text().strip() in result.output
 
 
@@ -324,8 +499,12 @@ def test_cli_anomaly_quick(tmp_path):
         auroc = data["runs"][name]["auroc"]
         assert set(auroc) == set(anomaly.OOD_SETS)
         assert all(0.0 <= v <= 1.0 for v in auroc.values())
-    for name in ("auroc", "sets", "samples_baseline", "samples_nda"):
+    for name in ("sets", "samples_baseline", "samples_nda"):
         _check_png(out / f"{name}.png")
+    if _output.pyplot() is not None:
+        _check_png(out / "auroc.png")
+    else:
+        assert data["files"]["plot"] is None
     for ood in anomaly.OOD_SETS:
         assert ood in result.output
 

@@ -166,12 +166,14 @@ def demo(ctx, **given):
     `nda_plugins.losses.discriminator_loss`). The dots of generated samples are counted (connected
     components) and the table shows the distribution of counts and the share with exactly k dots.
 
-    Writes results.json, table.txt, histogram.png (needs matplotlib: pip install nda-plugins[demo])
-    and samples_{real,negatives,baseline,nda}.png into the run folder.
+    Writes results.json (per-seed numbers and their spread), table.txt, histogram.png and sample
+    grids captioned with each sample's dot count: samples_real.png, samples_negatives.png and
+    samples_{baseline,nda}_seed<S>.png per seed (plot and captions need matplotlib:
+    pip install nda-plugins[demo]).
 
     \b
     Examples:
-      nda demo                  # default settings, about 8 minutes on a 2-core CPU
+      nda demo                  # default settings, under 10 minutes on a 2-core CPU
       nda demo --quick          # smoke test, seconds
       nda demo --k 4 --seeds 0,1,2,3 --out runs/k4
       nda demo anomaly --help

@@ -239,7 +239,20 @@ def preview(transform_specs, images, n, size, seed, out, force):
             raise click.BadParameter(
                 f"transform {spec!r} failed on {sources.shape[0]} image(s): {exc}", param_hint="'--transforms'"
             ) from None
-    grid = make_grid(columns)
     names = ["source", *specs]
-    write_png(out, grid, text={"Title": "nda preview", "Columns": ", ".join(names), "Source": origin})
+    text = {"Title": "nda preview", "Columns": ", ".join(names), "Source": origin}
+    from ..demo import _output
+
+    stacked = torch.stack([c.float().clamp(0, 1) for c in columns], dim=1)  # (N, T, 3, S, S)
+    labelled = _output.save_labelled_grid(
+        out, stacked.flatten(0, 1) * 2 - 1, nrow=len(columns), col_labels=names,
+        title=f"Each row: a source image, then its negative under each transform\n({origin})",
+        metadata=text)
+    if labelled:
+        click.echo(f"wrote {out}: rows = {origin}; columns (labelled on the image) = {', '.join(names)}")
+        return
+    grid = make_grid(columns)
+    write_png(out, grid, text=text)
     click.echo(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]} px): rows = {origin}; columns = {', '.join(names)}")
+    click.echo("(no column labels on the image: matplotlib is not installed; "
+               "pip install nda-plugins[demo] adds them)")

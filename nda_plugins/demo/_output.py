@@ -79,3 +79,92 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_labelled_grid(
+    path: Path,
+    images: torch.Tensor,
+    *,
+    nrow: int = 8,
+    captions: list[str] | None = None,
+    caption_colours: list[str] | None = None,
+    row_labels: list[str] | None = None,
+    col_labels: list[str] | None = None,
+    title: str | None = None,
+    cell_pixels: int = 90,
+    metadata: dict[str, str] | None = None,
+) -> bool:
+    """Write ``images`` as a grid with the text a reader needs: captions, row / column labels, a title.
+
+    The images are tiled into one picture (each scaled up by a whole factor to about
+    ``cell_pixels``, nearest neighbour) with a band under each row for the captions; the texts are
+    drawn by matplotlib around and on it.
+
+    Args:
+        path: the PNG file to write.
+        images: ``(B, 3, H, W)`` in ``[-1, 1]``, laid out row by row, ``nrow`` per row.
+        nrow: images per row.
+        captions: one short text per image, printed under it (e.g. its dot count).
+        caption_colours: one matplotlib colour per caption (default black).
+        row_labels: one label per row, printed left of the row.
+        col_labels: one label per column, printed above the first row.
+        title: printed above the grid.
+        cell_pixels: the side a cell is scaled up to, at least (whole factors only).
+        metadata: PNG text chunks to store in the file (e.g. ``{"Title": ...}``).
+
+    Returns:
+        ``False`` (and writes nothing) when matplotlib is missing: callers then fall back to
+        :func:`save_grid`, which needs no extra package but carries no text.
+
+    Raises:
+        ValueError: ``images`` is not ``(B, 3, H, W)``, or a label list does not match the number
+            of images, rows or columns.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images: expected a (B, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    b, _, h, w = images.shape
+    ncol = min(nrow, b)
+    nrows = math.ceil(b / ncol)
+    for name, values, expected in (("captions", captions, b), ("caption_colours", caption_colours, b),
+                                   ("row_labels", row_labels, nrows), ("col_labels", col_labels, ncol)):
+        if values is not None and len(values) != expected:
+            raise ValueError(f"{name}: expected {expected} entries (one per "
+                             f"{'row' if name == 'row_labels' else 'column' if name == 'col_labels' else 'image'}), "
+                             f"got {len(values)}")
+    plt = pyplot()
+    if plt is None:
+        return False
+    zoom = max(1, math.ceil(cell_pixels / max(h, w)))
+    ch, cw = h * zoom, w * zoom
+    pad, band = 6, (16 if captions is not None else 0)
+    step_y, step_x = ch + band + pad, cw + pad
+    canvas = torch.ones(3, nrows * step_y + pad, ncol * step_x + pad)
+    pixels = (images.detach().float().cpu().clamp(-1, 1) + 1) * 0.5
+    pixels = pixels.repeat_interleave(zoom, dim=2).repeat_interleave(zoom, dim=3)
+    tops = [pad + (i // ncol) * step_y for i in range(b)]
+    lefts = [pad + (i % ncol) * step_x for i in range(b)]
+    for i in range(b):  # figure drawing, not a hot path: one slice copy per thumbnail
+        canvas[:, tops[i]:tops[i] + ch, lefts[i]:lefts[i] + cw] = pixels[i]
+    height, width = canvas.shape[1], canvas.shape[2]
+    fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(canvas.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_xlim(-0.5, width - 0.5)
+    ax.set_ylim(height - 0.5, -0.5)
+    ax.axis("off")
+    for i in range(b):
+        if captions is not None:
+            colour = caption_colours[i] if caption_colours is not None else "black"
+            ax.text(lefts[i] + cw / 2, tops[i] + ch + 2, captions[i], ha="center", va="top", fontsize=8,
+                    color=colour)
+    if row_labels is not None:
+        for r, label in enumerate(row_labels):
+            ax.text(-4, pad + r * step_y + ch / 2, label, ha="right", va="center", fontsize=9)
+    if col_labels is not None:
+        for c, label in enumerate(col_labels):
+            ax.text(pad + c * step_x + cw / 2, -2, label, ha="center", va="bottom", fontsize=8)
+    if title:
+        ax.text(width / 2, -20 if col_labels is not None else -4, title, ha="center", va="bottom", fontsize=10)
+    fig.savefig(path, dpi=100, metadata=metadata, bbox_inches="tight", pad_inches=0.1)
+    plt.close(fig)
+    return True

@@ -35,6 +35,9 @@ __all__ = ["AnomalyConfig", "OOD_SETS", "QUICK", "blur", "format_table", "plot",
 
 RUNS = ("baseline", "nda")
 OOD_SETS = ("square", "ring", "noise", "blur", "jigsaw", "cutout")
+#: Row labels of ``sets.png``: the in-distribution row, then one per OOD set.
+SET_LABELS = ["disc\n(in-distribution,\nheld out)", "square", "ring", "Gaussian noise\nadded to discs",
+              "blurred discs", "jigsaw 2x2\nof discs", "cutout\nof discs"]
 
 
 @dataclass
@@ -167,15 +170,25 @@ def run(config: AnomalyConfig, out_dir: Path, *, progress: Callable[[int], None]
         "files": {"json": "results.json", "table": "table.txt", "plot": "auroc.png",
                   "grids": ["sets.png", "samples_baseline.png", "samples_nda.png"]},
     }
-    # One row per set (in-distribution first), 8 examples each.
-    _output.save_grid(out_dir / "sets.png",
-                      torch.cat([grids["in_distribution"][:8]] + [grids[f"ood_{o}"][:8] for o in OOD_SETS]))
+    # One row per set (in-distribution first), 8 examples each, each row labelled with its set.
+    seed0 = config.seeds[0]
+    sets = torch.cat([grids["in_distribution"][:8]] + [grids[f"ood_{o}"][:8] for o in OOD_SETS])
+    labelled = _output.save_labelled_grid(
+        out_dir / "sets.png", sets, row_labels=SET_LABELS,
+        title=f"Scored sets (seed {seed0}): held-out training-like discs, then each out-of-distribution set")
+    if not labelled:
+        _output.save_grid(out_dir / "sets.png", sets)
     for name in RUNS:
-        _output.save_grid(out_dir / f"samples_{name}.png", grids[f"samples_{name}"])
+        title = (f"{'NDA (' + config.transform + ' negatives)' if name == 'nda' else 'baseline'}: "
+                 f"generated samples, seed {seed0}")
+        if not _output.save_labelled_grid(out_dir / f"samples_{name}.png", grids[f"samples_{name}"], title=title):
+            _output.save_grid(out_dir / f"samples_{name}.png", grids[f"samples_{name}"])
     (out_dir / "table.txt").write_text(format_table(result) + "\n")
     if not plot(result, out_dir / "auroc.png"):
-        log(_output.MATPLOTLIB_HINT)
+        labelled = False
         result["files"]["plot"] = None
+    if not labelled:
+        log(_output.MATPLOTLIB_HINT + " (sets.png was written without row labels)")
     _output.write_json(out_dir / "results.json", result)
     return result
 
@@ -208,15 +221,20 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     for offset, name, colour in ((-0.2, "baseline", "tab:gray"), (0.2, "nda", "tab:blue")):
         entry = result["runs"][name]
         ax.bar([x + offset for x in xs], [entry["auroc"][o] for o in sets], width=0.4, color=colour,
-               yerr=[entry["auroc_std"][o] for o in sets], label=name)
-    ax.axhline(0.5, color="black", linestyle=":", linewidth=1)
+               yerr=[entry["auroc_std"][o] for o in sets], capsize=2,
+               label=f"{name} (mean {entry['mean_auroc']:.3f})" if name == "baseline"
+               else f"NDA, {result['settings']['transform']}\n(mean {entry['mean_auroc']:.3f})")
+    ax.axhline(0.5, color="black", linestyle=":", linewidth=1, label="chance (AUROC 0.5)")
     ax.set_xticks(list(xs))
     ax.set_xticklabels(sets)
     ax.set_ylim(0, 1.05)
+    ax.set_xlabel("out-of-distribution set")
     ax.set_ylabel("AUROC (in-distribution vs set)")
-    ax.set_title("Anomaly detection with the discriminator")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    seeds = result["seeds"]
+    ax.set_title(f"Anomaly detection with the discriminator\n"
+                 f"mean over seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+                 f"{'; error bars = std over seeds' if len(seeds) > 1 else ''}", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return True
