@@ -201,3 +201,37 @@ def test_torchrun_two_processes_on_cpu_trains_and_resumes(tmp_path):
     assert (tmp_path / "run" / "epoch_2.pth").is_file()
     log = proc.stdout + proc.stderr
     assert "resumed epoch: 1" in log and "Distributed training: True" in log
+
+
+# ---------------------------------------------------------------------------- step case (no timing here)
+
+
+def _step_case():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step_cases" / "mmengine_dpc.py"
+    spec = importlib.util.spec_from_file_location("step_case_mmengine_dpc", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_step_case_steps_train_and_only_the_nda_variant_uses_negatives(monkeypatch):
+    case = _step_case()
+    assert case.NAME == "mmengine_dpc" and case.skip_reason() is None
+    with pytest.raises(ValueError, match="variant"):
+        case.build("replace", torch.device("cpu"))
+    calls = []
+    original = NDASession.negatives
+    monkeypatch.setattr(NDASession, "negatives", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    for variant, expected_calls in ((None, 0), ("weighted", 1)):
+        calls.clear()
+        built = case.build(variant, torch.device("cpu"))
+        assert isinstance(built["model"], DPC)
+        params = built["model"].encoder.net[0].weight
+        before = params.detach().clone()
+        built["step"]()
+        assert len(calls) == expected_calls and not torch.equal(before, params)
+    with pytest.raises(ValueError, match="repeats"):
+        case.measure(repeats=0)
