@@ -235,3 +235,34 @@ def test_step_case_steps_train_and_only_the_nda_variant_uses_negatives(monkeypat
         assert len(calls) == expected_calls and not torch.equal(before, params)
     with pytest.raises(ValueError, match="repeats"):
         case.measure(repeats=0)
+
+
+# ---------------------------------------------------------------------------- probe
+
+
+@pytest.mark.slow
+def test_probe_writes_json_table_and_plot_per_seed(tmp_path):
+    from nda_plugins.adapters.mmengine_dpc import config_path, probe
+
+    tiny = []
+    for name in ("dpc_moving_shapes", "dpc_nda_moving_shapes"):
+        path = tmp_path / f"{name}.py"
+        path.write_text(f"_base_ = [{config_path(name)!r}]\nmodel = dict(dim=8, width=4)\n"
+                        "train_dataloader = dict(batch_size=4, dataset=dict(num_clips=8, size=16))\n"
+                        "default_hooks = dict(checkpoint=dict(interval=10))\n")
+        tiny.append(str(path))
+    res = probe.run(str(tmp_path / "out"), epochs=1, test_clips=6, seeds=(0, 1), configs=tuple(tiny))
+    assert [(r["config"], r["seed"]) for r in res["runs"]] == [
+        ("dpc_moving_shapes", 0), ("dpc_nda_moving_shapes", 0), ("dpc_moving_shapes", 1), ("dpc_nda_moving_shapes", 1)]
+    assert [r["nda"] for r in res["summary"]] == [False, True] and all(r["n"] == 2 for r in res["summary"])
+    for row in res["summary"]:
+        tops = [r["top1"] for r in res["runs"] if r["config"] == row["config"]]
+        assert row["mean_top1"] == pytest.approx(sum(tops) / 2) and all(0 <= t <= 1 for t in tops)
+    saved = (tmp_path / "out" / "probe.json").read_text()
+    assert '"summary"' in saved and "dpc_nda_moving_shapes | yes | 2" in (tmp_path / "out" / "probe.md").read_text()
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "out" / "probe.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="seeds"):
+        probe.run(str(tmp_path / "bad"), seeds=())

@@ -66,10 +66,11 @@ def run(out: str, epochs: int = 4, test_clips: int = 96, seeds: tuple[int, ...] 
     os.makedirs(out, exist_ok=True)
     results: dict = {"epochs": epochs, "seeds": list(seeds), "test_clips": test_clips, "runs": [], "summary": []}
     for seed in seeds:
-        for name in configs:
+        for config in configs:
+            name = os.path.splitext(os.path.basename(config))[0]  # a shipped name or a config file
             work_dir = os.path.join(out, f"{name}_seed{seed}")
             start = time.perf_counter()
-            runner = build_runner(name, work_dir=work_dir, max_epochs=epochs, seed=seed,
+            runner = build_runner(config, work_dir=work_dir, max_epochs=epochs, seed=seed,
                                   experiment_name=f"probe_{name}_seed{seed}_{os.getpid()}")
             runner.train()
             model = runner.model.module if hasattr(runner.model, "module") else runner.model
@@ -80,7 +81,7 @@ def run(out: str, epochs: int = 4, test_clips: int = 96, seeds: tuple[int, ...] 
             top1 = linear_probe(features(model, train_set), features(model, test_set), train_set.num_classes, seed=seed)
             results["runs"].append({"config": name, "nda": model.nda_session is not None, "seed": seed,
                                     "top1": top1, "seconds": round(time.perf_counter() - start, 1)})
-    for name in configs:
+    for name in dict.fromkeys(r["config"] for r in results["runs"]):
         rows = [r for r in results["runs"] if r["config"] == name]
         top1 = torch.tensor([r["top1"] for r in rows], dtype=torch.float64)
         results["summary"].append({
