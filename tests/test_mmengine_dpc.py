@@ -253,8 +253,9 @@ def test_probe_writes_json_table_and_plot_per_seed(tmp_path):
         tiny.append(str(path))
     res = probe.run(str(tmp_path / "out"), epochs=1, test_clips=6, seeds=(0, 1), configs=tuple(tiny))
     assert [(r["config"], r["seed"]) for r in res["runs"]] == [
-        ("dpc_moving_shapes", 0), ("dpc_nda_moving_shapes", 0), ("dpc_moving_shapes", 1), ("dpc_nda_moving_shapes", 1)]
-    assert [r["nda"] for r in res["summary"]] == [False, True] and all(r["n"] == 2 for r in res["summary"])
+        ("dpc_moving_shapes", 0), ("dpc_nda_moving_shapes", 0), ("untrained", 0),
+        ("dpc_moving_shapes", 1), ("dpc_nda_moving_shapes", 1), ("untrained", 1)]
+    assert [r["nda"] for r in res["summary"]] == [False, True, False] and all(r["n"] == 2 for r in res["summary"])
     for row in res["summary"]:
         tops = [r["top1"] for r in res["runs"] if r["config"] == row["config"]]
         assert row["mean_top1"] == pytest.approx(sum(tops) / 2) and all(0 <= t <= 1 for t in tops)

@@ -52,11 +52,12 @@ CONFIGS = ("dpc_moving_shapes", "dpc_nda_moving_shapes")
 
 
 def run(out: str, epochs: int = 4, test_clips: int = 96, seeds: tuple[int, ...] = (0,),
-        configs: tuple[str, ...] = CONFIGS) -> dict:
+        configs: tuple[str, ...] = CONFIGS, untrained: bool = True) -> dict:
     """Train every config for every seed (same epochs: equal budget), probe, write JSON/table/plot.
 
     The seed drives the model initialisation, the data order and the NDA negatives of a run and
-    the linear probe's initialisation; both configs see the same seeds.
+    the linear probe's initialisation; both configs see the same seeds. With ``untrained``, the
+    first config's model is also probed before any training (the random-feature reference).
     """
     from nda_plugins.adapters.mmengine_dpc.train import build_runner
     from nda_plugins.mmengine.video_data import MovingShapesVideo
@@ -65,21 +66,26 @@ def run(out: str, epochs: int = 4, test_clips: int = 96, seeds: tuple[int, ...] 
         raise ValueError(f"seeds must be a non-empty list of ints >= 0, got {seeds!r}")
     os.makedirs(out, exist_ok=True)
     results: dict = {"epochs": epochs, "seeds": list(seeds), "test_clips": test_clips, "runs": [], "summary": []}
+    if not isinstance(untrained, bool):
+        raise TypeError(f"untrained must be a bool, got {type(untrained).__name__}")
+    jobs = [(c, True) for c in configs] + ([(configs[0], False)] if untrained else [])
     for seed in seeds:
-        for config in configs:
+        for config, train in jobs:
             name = os.path.splitext(os.path.basename(config))[0]  # a shipped name or a config file
+            name = name if train else "untrained"
             work_dir = os.path.join(out, f"{name}_seed{seed}")
             start = time.perf_counter()
             runner = build_runner(config, work_dir=work_dir, max_epochs=epochs, seed=seed,
                                   experiment_name=f"probe_{name}_seed{seed}_{os.getpid()}")
-            runner.train()
+            if train:
+                runner.train()
             model = runner.model.module if hasattr(runner.model, "module") else runner.model
             train_set = runner.train_dataloader.dataset
             test_set = MovingShapesVideo(num_clips=test_clips, frames=train_set.frames, size=train_set.size,
                                          seed=train_set.seed + 1, num_classes=train_set.num_classes)
             results["num_classes"] = train_set.num_classes
             top1 = linear_probe(features(model, train_set), features(model, test_set), train_set.num_classes, seed=seed)
-            results["runs"].append({"config": name, "nda": model.nda_session is not None, "seed": seed,
+            results["runs"].append({"config": name, "nda": train and model.nda_session is not None, "seed": seed,
                                     "top1": top1, "seconds": round(time.perf_counter() - start, 1)})
     for name in dict.fromkeys(r["config"] for r in results["runs"]):
         rows = [r for r in results["runs"] if r["config"] == name]
@@ -96,7 +102,7 @@ def run(out: str, epochs: int = 4, test_clips: int = 96, seeds: tuple[int, ...] 
         per_seed = ", ".join(f"{100 * r['top1']:.1f}" for r in results["runs"] if r["config"] == row["config"])
         table.append(f"| {row['config']} | {'yes' if row['nda'] else 'no'} | {row['n']} | "
                      f"{100 * row['mean_top1']:.1f} ± {100 * row['std_top1']:.1f}% | {per_seed} |")
-    table.append(f"\n{epochs} epochs per run, test split of {test_clips} held-out clips; chance = "
+    table.append(f"\n{epochs} epochs per trained run ('untrained': the same network before training), test split of {test_clips} held-out clips; chance = "
                  f"{100 / results['num_classes']:.1f}%.")
     with open(os.path.join(out, "probe.md"), "w") as f:
         f.write("\n".join(table) + "\n")
@@ -115,12 +121,14 @@ def _plot(results: dict, path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     for i, row in enumerate(results["summary"]):
-        ax.bar(i, 100 * row["mean_top1"], color="tab:orange" if row["nda"] else "tab:blue", alpha=0.6,
+        color = "tab:gray" if row["config"] == "untrained" else "tab:orange" if row["nda"] else "tab:blue"
+        ax.bar(i, 100 * row["mean_top1"], color=color, alpha=0.6,
                yerr=100 * row["std_top1"], capsize=4)
         points = [100 * r["top1"] for r in results["runs"] if r["config"] == row["config"]]
         ax.scatter([i] * len(points), points, color="black", s=14, zorder=3)
     ax.set_xticks(range(len(results["summary"])))
-    ax.set_xticklabels(["DPC + NDA" if r["nda"] else "DPC" for r in results["summary"]])
+    ax.set_xticklabels(["untrained" if r["config"] == "untrained" else "DPC + NDA" if r["nda"] else "DPC"
+                        for r in results["summary"]])
     ax.set_ylabel("linear probe top-1 (%)")
     ax.set_ylim(0, 100)
     ax.set_title(f"moving shapes, {results['epochs']} epochs, {len(results['seeds'])} seed(s)", fontsize=9)
@@ -135,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training and probe seeds (default: 0)")
     parser.add_argument("--test-clips", type=int, default=96)
+    parser.add_argument("--no-untrained", action="store_true", help="skip the untrained-network reference row")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
@@ -142,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--test-clips must be >= 1, got {args.test_clips}")
     if any(s < 0 for s in args.seeds):
         parser.error(f"--seeds must be >= 0, got {args.seeds}")
-    run(args.out, args.epochs, test_clips=args.test_clips, seeds=tuple(args.seeds))
+    run(args.out, args.epochs, test_clips=args.test_clips, seeds=tuple(args.seeds), untrained=not args.no_untrained)
     return 0
 
 
