@@ -267,3 +267,12 @@ def test_probe_writes_json_table_and_plot_per_seed(tmp_path):
         assert (tmp_path / "out" / "probe.png").stat().st_size > 0
     with pytest.raises(ValueError, match="seeds"):
         probe.run(str(tmp_path / "bad"), seeds=())
+
+
+def test_build_runner_seed_sets_training_and_nda_seeds(tmp_path):
+    from nda_plugins.adapters.mmengine_dpc.train import build_runner
+
+    with pytest.raises(ValueError, match="seed"):
+        build_runner("dpc_nda_moving_shapes", work_dir=str(tmp_path), seed=-1)
+    runner = build_runner("dpc_nda_moving_shapes", work_dir=str(tmp_path), seed=7, experiment_name="seed7")
+    assert runner.cfg.randomness.seed == 7 and runner.cfg.model.nda.seed == 7
