@@ -196,3 +196,39 @@ def test_launcher_errors_are_one_line(tmp_path, args, message):
     res = CliRunner().invoke(launch.main, args + extra)
     assert res.exit_code != 0 and message in res.output and "Traceback" not in res.output
     assert not isinstance(res.exception, (ValueError, TypeError))
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu_navigator_and_contrastive(tmp_path):
+    """`all --launcher pytorch` under torchrun: navigator minimax (own train_step, gradients averaged
+    before each optimizer step) and the pair-contrastive runs (DDP); replicas must end identical."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:  # a free port (torchrun's --master-port=0 hangs here)
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master-port={port}",
+           "-m", "nda_plugins.adapters.mmengine_copgen.launch", "all", "--quick", "--launcher", "pytorch",
+           "--work-dir", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    stats = json.loads((tmp_path / "run" / "navigator" / "navigator_stats.json").read_text())
+    assert stats["world_size"] == 2 and stats["replica_max_diff"] == 0.0
+    results = json.loads((tmp_path / "run" / "compare" / "results.json").read_text())
+    assert results["runs"]["generated"]["world_size"] == results["runs"]["augment"]["world_size"] == 2
+    assert "Distributed training: True" in proc.stdout + proc.stderr
+
+
+def test_cpu_wrapper_refuses_bad_optim_wrapper():
+    from nda_plugins.mmengine.compat import install_gradient_averaging, replica_max_diff
+
+    with pytest.raises(TypeError, match="optim_wrapper"):
+        install_gradient_averaging(object())
+    opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+    install_gradient_averaging(opt)
+    install_gradient_averaging(opt)  # idempotent: one hook
+    assert len(opt._optimizer_step_pre_hooks) == 1
+    assert replica_max_diff(torch.nn.Linear(2, 1)) == 0.0  # not distributed

@@ -201,3 +201,78 @@ def test_torchrun_two_processes_on_cpu_trains_and_resumes(tmp_path):
     assert (tmp_path / "run" / "epoch_2.pth").is_file()
     log = proc.stdout + proc.stderr
     assert "resumed epoch: 1" in log and "Distributed training: True" in log
+
+
+# ---------------------------------------------------------------------------- step case (no timing here)
+
+
+def _step_case():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step_cases" / "mmengine_dpc.py"
+    spec = importlib.util.spec_from_file_location("step_case_mmengine_dpc", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_step_case_steps_train_and_only_the_nda_variant_uses_negatives(monkeypatch):
+    case = _step_case()
+    assert case.NAME == "mmengine_dpc" and case.skip_reason() is None
+    with pytest.raises(ValueError, match="variant"):
+        case.build("replace", torch.device("cpu"))
+    calls = []
+    original = NDASession.negatives
+    monkeypatch.setattr(NDASession, "negatives", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    for variant, expected_calls in ((None, 0), ("weighted", 1)):
+        calls.clear()
+        built = case.build(variant, torch.device("cpu"))
+        assert isinstance(built["model"], DPC)
+        params = built["model"].encoder.net[0].weight
+        before = params.detach().clone()
+        built["step"]()
+        assert len(calls) == expected_calls and not torch.equal(before, params)
+    with pytest.raises(ValueError, match="repeats"):
+        case.measure(repeats=0)
+
+
+# ---------------------------------------------------------------------------- probe
+
+
+@pytest.mark.slow
+def test_probe_writes_json_table_and_plot_per_seed(tmp_path):
+    from nda_plugins.adapters.mmengine_dpc import config_path, probe
+
+    tiny = []
+    for name in ("dpc_moving_shapes", "dpc_nda_moving_shapes"):
+        path = tmp_path / f"{name}.py"
+        path.write_text(f"_base_ = [{config_path(name)!r}]\nmodel = dict(dim=8, width=4)\n"
+                        "train_dataloader = dict(batch_size=4, dataset=dict(num_clips=8, size=16))\n"
+                        "default_hooks = dict(checkpoint=dict(interval=10))\n")
+        tiny.append(str(path))
+    res = probe.run(str(tmp_path / "out"), epochs=1, test_clips=6, seeds=(0, 1), configs=tuple(tiny))
+    assert [(r["config"], r["seed"]) for r in res["runs"]] == [
+        ("dpc_moving_shapes", 0), ("dpc_nda_moving_shapes", 0), ("untrained", 0),
+        ("dpc_moving_shapes", 1), ("dpc_nda_moving_shapes", 1), ("untrained", 1)]
+    assert [r["nda"] for r in res["summary"]] == [False, True, False] and all(r["n"] == 2 for r in res["summary"])
+    for row in res["summary"]:
+        tops = [r["top1"] for r in res["runs"] if r["config"] == row["config"]]
+        assert row["mean_top1"] == pytest.approx(sum(tops) / 2) and all(0 <= t <= 1 for t in tops)
+    saved = (tmp_path / "out" / "probe.json").read_text()
+    assert '"summary"' in saved and "dpc_nda_moving_shapes | yes | 2" in (tmp_path / "out" / "probe.md").read_text()
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "out" / "probe.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="seeds"):
+        probe.run(str(tmp_path / "bad"), seeds=())
+
+
+def test_build_runner_seed_sets_training_and_nda_seeds(tmp_path):
+    from nda_plugins.adapters.mmengine_dpc.train import build_runner
+
+    with pytest.raises(ValueError, match="seed"):
+        build_runner("dpc_nda_moving_shapes", work_dir=str(tmp_path), seed=-1)
+    runner = build_runner("dpc_nda_moving_shapes", work_dir=str(tmp_path), seed=7, experiment_name="seed7")
+    assert runner.cfg.randomness.seed == 7 and runner.cfg.model.nda.seed == 7

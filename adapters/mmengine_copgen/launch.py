@@ -8,6 +8,11 @@ Commands (``--help`` on each):
 - ``compare``: generated vs augmentation positives at equal budget, linear probe; writes
   ``results.json`` and ``table.txt``.
 - ``all``: the three steps above in ``WORK_DIR/{navigator,pairs,compare}``.
+
+``navigator``, ``contrastive``, ``compare`` and ``all`` take ``--launcher pytorch`` to train on
+several processes (``torchrun --nproc_per_node=2 -m nda_plugins.adapters.mmengine_copgen.launch
+navigator --launcher pytorch ...``; CPU: gloo, GPU: nccl). Gradients are averaged over the ranks
+(:mod:`nda_plugins.mmengine.compat`); files are written by rank 0 only.
 """
 
 from __future__ import annotations
@@ -27,19 +32,40 @@ MODEL_CFG = "copgen_model.json"
 NAVIGATOR_STATS = ("loss_mi", "loss_navigator", "consistency", "step_norm_mean", "step_norm_std")
 
 
-def _runner(name: str, work_dir: Path, options: dict[str, Any], *, resume: bool = False):
+LAUNCHERS = ("none", "pytorch")
+
+
+def _runner(name: str, work_dir: Path, options: dict[str, Any], *, resume: bool = False, launcher: str = "none"):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
     import nda_plugins.mmengine  # noqa: F401  (registers the models and datasets)
-    from nda_plugins.mmengine.compat import enable_full_checkpoint_loading
+    from nda_plugins.mmengine.compat import enable_full_checkpoint_loading, init_cpu_distributed
 
     enable_full_checkpoint_loading()
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
+    if launcher == "pytorch":
+        import torch
+
+        if not init_cpu_distributed("nccl" if torch.cuda.is_available() else "gloo"):
+            raise ValueError("--launcher pytorch needs torchrun's environment (RANK, WORLD_SIZE) and >= 2 processes")
     cfg = Config.fromfile(str(config_path(name)))
     cfg.merge_from_dict(options)
     cfg.work_dir = str(work_dir)
     cfg.resume = resume
+    cfg.launcher = launcher
     return Runner.from_cfg(cfg)
+
+
+def _check_replicas(runner) -> float:
+    """Largest parameter difference between ranks after training; raises if the replicas diverged."""
+    from nda_plugins.mmengine.compat import replica_max_diff
+
+    diff = replica_max_diff(runner.model)
+    if diff != 0.0:
+        raise RuntimeError(f"the ranks' model replicas differ by up to {diff:.3g} after training (gradients not synchronised)")
+    return diff
 
 
 @contextlib.contextmanager
@@ -68,8 +94,10 @@ def _check_new(path: Path, flag: str) -> None:
 
 def train_navigator(work_dir: Path, *, iters: int, batch_size: int, generator: str | None, generator_steps: int,
                     size: int, latent_dim: int, seed: int = 0, resume: bool = False,
-                    estimator_lr: float = 3e-5, navigator_lr: float = 1e-5) -> Path:
+                    estimator_lr: float = 3e-5, navigator_lr: float = 1e-5, launcher: str = "none") -> Path:
     """Run the navigator config; returns the last checkpoint's path."""
+    from mmengine.dist import barrier, get_world_size, is_main_process
+
     model: dict[str, Any] = {"seed": seed}
     if generator is None:
         model["generator_kwargs"] = {"steps": generator_steps, "size": size, "z_dim": latent_dim, "seed": seed}
@@ -86,12 +114,16 @@ def train_navigator(work_dir: Path, *, iters: int, batch_size: int, generator: s
         "default_hooks.checkpoint.interval": iters,
         "default_hooks.logger.interval": max(1, iters // 5),
     }
-    runner = _runner("navigator", work_dir, options, resume=resume)
+    runner = _runner("navigator", work_dir, options, resume=resume, launcher=launcher)
     runner.train()
-    (work_dir / MODEL_CFG).write_text(json.dumps(runner.cfg.model.to_dict(), indent=2))
-    hub = runner.message_hub
-    stats = {key: float(hub.get_scalar(f"train/{key}").current()) for key in NAVIGATOR_STATS}
-    (work_dir / "navigator_stats.json").write_text(json.dumps(dict(stats, iters=iters, batch_size=batch_size), indent=2))
+    replica_diff = _check_replicas(runner)
+    if is_main_process():
+        (work_dir / MODEL_CFG).write_text(json.dumps(runner.cfg.model.to_dict(), indent=2))
+        hub = runner.message_hub
+        stats = {key: float(hub.get_scalar(f"train/{key}").current()) for key in NAVIGATOR_STATS}
+        stats.update(iters=iters, batch_size=batch_size, world_size=get_world_size(), replica_max_diff=replica_diff)
+        (work_dir / "navigator_stats.json").write_text(json.dumps(stats, indent=2))
+    barrier()
     return Path((work_dir / "last_checkpoint").read_text().strip())
 
 
@@ -114,8 +146,10 @@ def load_navigator_model(work_dir: Path):
 
 
 def run_contrastive(pairs: Path, work_dir: Path, *, positives: str, iters: int, batch_size: int,
-                    nda: str | None, seed: int = 0, size: int = 32) -> dict[str, Any]:
+                    nda: str | None, seed: int = 0, size: int = 32, launcher: str = "none") -> dict[str, Any]:
     """One contrastive run; returns its final loss and the probe."""
+    from mmengine.dist import get_world_size
+
     from nda_plugins.mmengine.copgen import probe
 
     options = {
@@ -128,11 +162,13 @@ def run_contrastive(pairs: Path, work_dir: Path, *, positives: str, iters: int, 
         "default_hooks.checkpoint.interval": iters,
         "default_hooks.logger.interval": max(1, iters // 5),
     }
-    runner = _runner("contrastive", work_dir, options)
+    runner = _runner("contrastive", work_dir, options, launcher=launcher)
     runner.train()
+    _check_replicas(runner)
+    model = getattr(runner.model, "module", runner.model)
     loss = runner.message_hub.get_scalar("train/loss").current()
-    return {"positives": positives, "iters": iters, "batch_size": batch_size, "nda": nda,
-            "final_loss": float(loss), "probe": probe(runner.model.encoder, size=size)}
+    return {"positives": positives, "iters": iters, "batch_size": batch_size, "world_size": get_world_size(),
+            "nda": nda, "final_loss": float(loss), "probe": probe(model.encoder, size=size)}
 
 
 @click.group()
@@ -153,16 +189,19 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="continue from WORK_DIR's last checkpoint")
 @click.option("--estimator-lr", type=click.FloatRange(min=0, min_open=True), default=3e-5, show_default=True)
 @click.option("--navigator-lr", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True)
+@click.option("--launcher", type=click.Choice(LAUNCHERS), default="none", show_default=True,
+              help="'pytorch' under torchrun (several processes; gloo on CPU)")
 def navigator(work_dir, iters, batch_size, generator, generator_steps, size, latent_dim, seed, resume,
-              estimator_lr, navigator_lr):
+              estimator_lr, navigator_lr, launcher):
     """Train the navigator against the InfoNCE MI estimator."""
     if not resume and work_dir.exists():
         _check_new(work_dir, "--work-dir")
     with _user_errors():
         ckpt = train_navigator(work_dir, iters=iters, batch_size=batch_size, generator=generator,
                                generator_steps=generator_steps, size=size, latent_dim=latent_dim, seed=seed,
-                               resume=resume, estimator_lr=estimator_lr, navigator_lr=navigator_lr)
-    click.echo(f"navigator checkpoint: {ckpt}")
+                               resume=resume, estimator_lr=estimator_lr, navigator_lr=navigator_lr,
+                               launcher=launcher)
+    _echo(f"navigator checkpoint: {ckpt}")
 
 
 @main.command()
@@ -189,17 +228,28 @@ def generate(navigator_dir, out, num, seed):
 @click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
 @click.option("--nda", default=None, help="a transform spec (e.g. 'jigsaw'): NDA views as extra InfoNCE negatives")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def contrastive(pairs, work_dir, positives, iters, batch_size, nda, seed):
+@click.option("--launcher", type=click.Choice(LAUNCHERS), default="none", show_default=True,
+              help="'pytorch' under torchrun (several processes; gloo on CPU)")
+def contrastive(pairs, work_dir, positives, iters, batch_size, nda, seed, launcher):
     """One contrastive run on PAIRS; prints the probe."""
     _check_nda(nda)
     with _user_errors():
-        row = run_contrastive(pairs, work_dir, positives=positives, iters=iters, batch_size=batch_size, nda=nda, seed=seed)
-    click.echo(json.dumps(row, indent=2))
+        row = run_contrastive(pairs, work_dir, positives=positives, iters=iters, batch_size=batch_size, nda=nda,
+                              seed=seed, launcher=launcher)
+    _echo(json.dumps(row, indent=2))
+
+
+def _echo(text: str, nl: bool = True) -> None:
+    from mmengine.dist import is_main_process
+
+    if is_main_process():
+        click.echo(text, nl=nl)
 
 
 def _compare(pairs: Path, work_dir: Path, iters: int, batch_size: int, nda: str | None, seed: int,
-             extra: dict[str, Any] | None = None) -> str:
+             extra: dict[str, Any] | None = None, launcher: str = "none") -> str:
     import torch
+    from mmengine.dist import is_main_process
 
     from nda_plugins.copgen import Estimator
     from nda_plugins.mmengine.copgen import probe, write_results
@@ -208,7 +258,8 @@ def _compare(pairs: Path, work_dir: Path, iters: int, batch_size: int, nda: str 
     runs: dict[str, Any] = {}
     for positives in ("generated", "augment"):
         runs[positives] = run_contrastive(pairs, work_dir / positives, positives=positives, iters=iters,
-                                          batch_size=batch_size, nda=nda, seed=seed, size=image_size or 32)
+                                          batch_size=batch_size, nda=nda, seed=seed, size=image_size or 32,
+                                          launcher=launcher)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         untrained = Estimator()
@@ -217,7 +268,7 @@ def _compare(pairs: Path, work_dir: Path, iters: int, batch_size: int, nda: str 
     results = {"pairs": str(pairs), "iters": iters, "batch_size": batch_size, "nda": nda, "seed": seed,
                "probe": "ridge classifier on frozen backbone features, 3 procedural classes (disc/square/ring)",
                "runs": runs, **(extra or {})}
-    return write_results(work_dir, results)
+    return write_results(work_dir, results) if is_main_process() else ""
 
 
 @main.command()
@@ -227,13 +278,15 @@ def _compare(pairs: Path, work_dir: Path, iters: int, batch_size: int, nda: str 
 @click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
 @click.option("--nda", default=None, help="a transform spec for NDA negatives in both runs")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def compare(pairs, work_dir, iters, batch_size, nda, seed):
+@click.option("--launcher", type=click.Choice(LAUNCHERS), default="none", show_default=True,
+              help="'pytorch' under torchrun (several processes; gloo on CPU)")
+def compare(pairs, work_dir, iters, batch_size, nda, seed, launcher):
     """Generated vs augmentation positives at equal budget; results.json + table.txt."""
     if work_dir.exists():
         _check_new(work_dir, "--work-dir")
     _check_nda(nda)
     with _user_errors():
-        click.echo(_compare(pairs, work_dir, iters, batch_size, nda, seed), nl=False)
+        _echo(_compare(pairs, work_dir, iters, batch_size, nda, seed, launcher=launcher), nl=False)
 
 
 @main.command(name="all")
@@ -248,13 +301,18 @@ def compare(pairs, work_dir, iters, batch_size, nda, seed):
               help="iterations of each contrastive run (the same for both: equal budget)")
 @click.option("--estimator-lr", type=click.FloatRange(min=0, min_open=True), default=3e-5, show_default=True)
 @click.option("--navigator-lr", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True)
-def all_(work_dir, quick, generator, latent_dim, nda, seed, navigator_iters, contrastive_iters, estimator_lr, navigator_lr):
+@click.option("--launcher", type=click.Choice(LAUNCHERS), default="none", show_default=True,
+              help="'pytorch' under torchrun (several processes; gloo on CPU)")
+def all_(work_dir, quick, generator, latent_dim, nda, seed, navigator_iters, contrastive_iters, estimator_lr, navigator_lr,
+         launcher):
     """navigator -> generate -> compare in WORK_DIR."""
     if work_dir.exists():
         _check_new(work_dir, "--work-dir")
     s = dict(nav_iters=4, nav_batch=8, gen_steps=2, size=16, num=64, iters=4, batch=16) if quick else \
         dict(nav_iters=navigator_iters, nav_batch=32, gen_steps=300, size=32, num=1024, iters=contrastive_iters,
              batch=64)
+    from mmengine.dist import barrier, is_main_process
+
     from nda_plugins.copgen import generate_pairs
 
     _check_nda(nda)
@@ -262,14 +320,17 @@ def all_(work_dir, quick, generator, latent_dim, nda, seed, navigator_iters, con
     with _user_errors():
         train_navigator(nav_dir, iters=s["nav_iters"], batch_size=s["nav_batch"], generator=generator,
                         generator_steps=s["gen_steps"], size=s["size"], latent_dim=latent_dim, seed=seed,
-                        estimator_lr=estimator_lr, navigator_lr=navigator_lr)
-    model = load_navigator_model(nav_dir)
-    generate_pairs(model.generator, model.navigator, work_dir / "pairs", s["num"], seed=seed + 1)
+                        estimator_lr=estimator_lr, navigator_lr=navigator_lr, launcher=launcher)
+    if is_main_process():
+        model = load_navigator_model(nav_dir)
+        generate_pairs(model.generator, model.navigator, work_dir / "pairs", s["num"], seed=seed + 1)
+    barrier()
     navigator_stats = json.loads((nav_dir / "navigator_stats.json").read_text())
-    click.echo(f"navigator after {navigator_stats['iters']} iterations: ||z' - z|| = "
+    _echo(f"navigator after {navigator_stats['iters']} iterations: ||z' - z|| = "
                f"{navigator_stats['step_norm_mean']:.4f} +- {navigator_stats['step_norm_std']:.4f}")
-    click.echo(_compare(work_dir / "pairs", work_dir / "compare", s["iters"], s["batch"], nda, seed,
-                        extra={"navigator": navigator_stats}), nl=False)
+    with _user_errors():
+        _echo(_compare(work_dir / "pairs", work_dir / "compare", s["iters"], s["batch"], nda, seed,
+                       extra={"navigator": navigator_stats}, launcher=launcher), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,4 +34,6 @@ log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)
 default_scope = "mmengine"
 env_cfg = dict(dist_cfg=dict(backend="gloo"))
+# Under torchrun (`--launcher pytorch`): works on CPU too; keeps a model's own train_step.
+model_wrapper_cfg = dict(type="nda_plugins.CPUDistributedDataParallel")
 work_dir = "./nda-runs/copgen/navigator"

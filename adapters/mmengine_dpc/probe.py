@@ -4,7 +4,7 @@ Trains ``dpc_moving_shapes`` and ``dpc_nda_moving_shapes`` for the same epochs a
 a linear classifier on the pooled context features of a labelled train split and reports top-1 on
 a held-out split (a different dataset seed). Writes ``probe.json``, ``probe.md`` and ``probe.png``.
 
-    python -m nda_plugins.adapters.mmengine_dpc.probe --out runs/probe --epochs 4
+    python -m nda_plugins.adapters.mmengine_dpc.probe --out runs/probe --epochs 4 --seeds 0 1
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -47,56 +48,110 @@ def linear_probe(train: tuple, test: tuple, num_classes: int, steps: int = 300, 
         return (clf(xte).argmax(1) == yte).float().mean().item()
 
 
-def run(out: str, epochs: int = 4, test_clips: int = 96, seed: int = 0) -> dict:
+CONFIGS = ("dpc_moving_shapes", "dpc_nda_moving_shapes")
+
+
+def run(out: str, epochs: int = 4, test_clips: int = 96, seeds: tuple[int, ...] = (0,),
+        configs: tuple[str, ...] = CONFIGS, untrained: bool = True) -> dict:
+    """Train every config for every seed (same epochs: equal budget), probe, write JSON/table/plot.
+
+    The seed drives the model initialisation, the data order and the NDA negatives of a run and
+    the linear probe's initialisation; both configs see the same seeds. With ``untrained``, the
+    first config's model is also probed before any training (the random-feature reference).
+    """
     from nda_plugins.adapters.mmengine_dpc.train import build_runner
     from nda_plugins.mmengine.video_data import MovingShapesVideo
 
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of ints >= 0, got {seeds!r}")
     os.makedirs(out, exist_ok=True)
-    results = {"epochs": epochs, "seed": seed, "rows": []}
-    for name in ("dpc_moving_shapes", "dpc_nda_moving_shapes"):
-        runner = build_runner(name, work_dir=os.path.join(out, name), max_epochs=epochs)
-        runner.train()
-        model = runner.model.module if hasattr(runner.model, "module") else runner.model
-        train_set = runner.train_dataloader.dataset
-        test_set = MovingShapesVideo(num_clips=test_clips, frames=train_set.frames, size=train_set.size,
-                                     seed=train_set.seed + 1, num_classes=train_set.num_classes)
-        top1 = linear_probe(features(model, train_set), features(model, test_set), train_set.num_classes, seed=seed)
-        results["rows"].append({"config": name, "nda": model.nda_session is not None, "top1": top1})
+    results: dict = {"epochs": epochs, "seeds": list(seeds), "test_clips": test_clips, "runs": [], "summary": []}
+    if not isinstance(untrained, bool):
+        raise TypeError(f"untrained must be a bool, got {type(untrained).__name__}")
+    jobs = [(c, True) for c in configs] + ([(configs[0], False)] if untrained else [])
+    for seed in seeds:
+        for config, train in jobs:
+            name = os.path.splitext(os.path.basename(config))[0]  # a shipped name or a config file
+            name = name if train else "untrained"
+            work_dir = os.path.join(out, f"{name}_seed{seed}")
+            start = time.perf_counter()
+            runner = build_runner(config, work_dir=work_dir, max_epochs=epochs, seed=seed,
+                                  experiment_name=f"probe_{name}_seed{seed}_{os.getpid()}")
+            if train:
+                runner.train()
+            model = runner.model.module if hasattr(runner.model, "module") else runner.model
+            train_set = runner.train_dataloader.dataset
+            test_set = MovingShapesVideo(num_clips=test_clips, frames=train_set.frames, size=train_set.size,
+                                         seed=train_set.seed + 1, num_classes=train_set.num_classes)
+            results["num_classes"] = train_set.num_classes
+            top1 = linear_probe(features(model, train_set), features(model, test_set), train_set.num_classes, seed=seed)
+            results["runs"].append({"config": name, "nda": train and model.nda_session is not None, "seed": seed,
+                                    "top1": top1, "seconds": round(time.perf_counter() - start, 1)})
+    for name in dict.fromkeys(r["config"] for r in results["runs"]):
+        rows = [r for r in results["runs"] if r["config"] == name]
+        top1 = torch.tensor([r["top1"] for r in rows], dtype=torch.float64)
+        results["summary"].append({
+            "config": name, "nda": rows[0]["nda"], "n": len(rows), "mean_top1": float(top1.mean()),
+            "std_top1": float(top1.std()) if len(rows) > 1 else 0.0,
+            "min_top1": float(top1.min()), "max_top1": float(top1.max()),
+        })
     with open(os.path.join(out, "probe.json"), "w") as f:
         json.dump(results, f, indent=2)
-    table = ["| config | NDA | linear top-1 |", "|---|---|---|"]
-    table += [f"| {r['config']} | {'yes' if r['nda'] else 'no'} | {100 * r['top1']:.1f}% |" for r in results["rows"]]
+    table = ["| config | NDA | seeds | linear top-1, mean ± std | per seed |", "|---|---|---|---|---|"]
+    for row in results["summary"]:
+        per_seed = ", ".join(f"{100 * r['top1']:.1f}" for r in results["runs"] if r["config"] == row["config"])
+        table.append(f"| {row['config']} | {'yes' if row['nda'] else 'no'} | {row['n']} | "
+                     f"{100 * row['mean_top1']:.1f} ± {100 * row['std_top1']:.1f}% | {per_seed} |")
+    table.append(f"\n{epochs} epochs per trained run ('untrained': the same network before training), test split of {test_clips} held-out clips; chance = "
+                 f"{100 / results['num_classes']:.1f}%.")
     with open(os.path.join(out, "probe.md"), "w") as f:
         f.write("\n".join(table) + "\n")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4, 3))
-        ax.bar([r["config"].replace("_moving_shapes", "") for r in results["rows"]],
-               [100 * r["top1"] for r in results["rows"]])
-        ax.set_ylabel("linear top-1 (%)")
-        ax.set_title(f"moving shapes, {epochs} epochs")
-        fig.tight_layout()
-        fig.savefig(os.path.join(out, "probe.png"))
-        plt.close(fig)
-    except ImportError:
-        pass
+    _plot(results, os.path.join(out, "probe.png"))
     print("\n".join(table))
     return results
+
+
+def _plot(results: dict, path: str) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for i, row in enumerate(results["summary"]):
+        color = "tab:gray" if row["config"] == "untrained" else "tab:orange" if row["nda"] else "tab:blue"
+        ax.bar(i, 100 * row["mean_top1"], color=color, alpha=0.6,
+               yerr=100 * row["std_top1"], capsize=4)
+        points = [100 * r["top1"] for r in results["runs"] if r["config"] == row["config"]]
+        ax.scatter([i] * len(points), points, color="black", s=14, zorder=3)
+    ax.set_xticks(range(len(results["summary"])))
+    ax.set_xticklabels(["untrained" if r["config"] == "untrained" else "DPC + NDA" if r["nda"] else "DPC"
+                        for r in results["summary"]])
+    ax.set_ylabel("linear probe top-1 (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"moving shapes, {results['epochs']} epochs, {len(results['seeds'])} seed(s)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/dpc_probe")
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the linear probe")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training and probe seeds (default: 0)")
+    parser.add_argument("--test-clips", type=int, default=96)
+    parser.add_argument("--no-untrained", action="store_true", help="skip the untrained-network reference row")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
-    run(args.out, args.epochs, seed=args.seed)
+    if args.test_clips < 1:
+        parser.error(f"--test-clips must be >= 1, got {args.test_clips}")
+    if any(s < 0 for s in args.seeds):
+        parser.error(f"--seeds must be >= 0, got {args.seeds}")
+    run(args.out, args.epochs, test_clips=args.test_clips, seeds=tuple(args.seeds), untrained=not args.no_untrained)
     return 0
 
 

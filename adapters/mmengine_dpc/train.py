@@ -15,8 +15,12 @@ import sys
 
 
 def build_runner(config: str, work_dir: str | None = None, launcher: str = "none", resume: bool = False,
-                 max_epochs: int | None = None, video_root: str | None = None):
-    """The configured ``Runner`` (config: a shipped name or a path to a config file)."""
+                 max_epochs: int | None = None, video_root: str | None = None, seed: int | None = None,
+                 experiment_name: str | None = None):
+    """The configured ``Runner`` (config: a shipped name or a path to a config file).
+
+    ``seed`` replaces the config's training seed and, when the model has NDA, its negatives' seed.
+    """
     from mmengine.config import Config
     from mmengine.runner import Runner
 
@@ -34,6 +38,14 @@ def build_runner(config: str, work_dir: str | None = None, launcher: str = "none
         cfg.work_dir = work_dir
     if max_epochs is not None:
         cfg.train_cfg.max_epochs = max_epochs
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+        cfg.randomness = dict(seed=seed)
+        if cfg.model.get("nda"):
+            cfg.model.nda.seed = seed
+    if experiment_name is not None:
+        cfg.experiment_name = experiment_name
     if video_root is not None:
         cfg.train_dataloader.dataset = dict(type="nda_plugins.VideoFolder", root=video_root, frames=8)
     cfg.resume = bool(resume)
@@ -53,10 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--launcher", default="none", choices=["none", "pytorch"])
     parser.add_argument("--resume", action="store_true", help="resume from the work dir's last checkpoint")
     parser.add_argument("--max-epochs", type=int)
+    parser.add_argument("--seed", type=int, help="training seed (also the NDA negatives' seed)")
     parser.add_argument("--video-root", help="folder of <class>/<clip>.pt clips instead of the embedded videos")
     args = parser.parse_args(argv)
     try:
-        runner = build_runner(args.config, args.work_dir, args.launcher, args.resume, args.max_epochs, args.video_root)
+        runner = build_runner(args.config, args.work_dir, args.launcher, args.resume, args.max_epochs, args.video_root,
+                              seed=args.seed)
     except (TypeError, ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
     runner.train()

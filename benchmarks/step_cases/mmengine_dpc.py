@@ -39,7 +39,7 @@ def build(variant: str | None, device, seed: int = 0) -> dict:
         model(clips, mode="loss")["loss_dpc"].backward()
         opt.step()
 
-    out = {"step": step}
+    out = {"step": step, "model": model}
     if variant is None:
         # DPC has no discriminator: the "fake side" is the extra encoder pass over the NDA
         # view's future blocks; this closure runs just that forward + backward.
@@ -50,3 +50,62 @@ def build(variant: str | None, device, seed: int = 0) -> dict:
 
         out["fake_d_pass"] = fake_d_pass
     return out
+
+
+def measure(repeats: int = 15, inner: int = 3, seed: int = 0, device: str = "cpu") -> dict:
+    """Median over ``repeats`` rounds of (time of ``inner`` NDA steps) / (time of ``inner`` plain steps).
+
+    The two steps are interleaved in every round (order alternating), so load changes on a shared
+    machine hit both alike. Also reports the extra encoder pass alone (``fake_d_pass``) over the
+    plain step.
+    """
+    import statistics
+    import time
+
+    import torch
+
+    for name, value in (("repeats", repeats), ("inner", inner)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    dev = torch.device(device)
+    plain, nda = build(None, dev, seed), build("weighted", dev, seed)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def timed(fn) -> float:
+        sync()
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        sync()
+        return time.perf_counter() - start
+
+    for fn in (plain["step"], nda["step"], plain["fake_d_pass"]):  # warm-up
+        timed(fn)
+    ratios, extra, plain_s = [], [], []
+    for r in range(repeats):
+        order = (plain["step"], nda["step"]) if r % 2 == 0 else (nda["step"], plain["step"])
+        t = {id(fn): timed(fn) for fn in order}
+        t_plain, t_nda = t[id(plain["step"])], t[id(nda["step"])]
+        ratios.append(t_nda / t_plain)
+        extra.append(timed(plain["fake_d_pass"]) / t_plain)
+        plain_s.append(t_plain / inner)
+    return {
+        "case": NAME, "device": str(dev), "repeats": repeats, "inner": inner,
+        "threads": torch.get_num_threads(),
+        "median_ratio_nda_over_plain": statistics.median(ratios),
+        "min_ratio": min(ratios), "max_ratio": max(ratios),
+        "median_extra_encoder_pass_over_plain": statistics.median(extra),
+        "median_plain_step_s": statistics.median(plain_s),
+    }
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="DPC step with NDA over the same step without it (one run)")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--inner", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.repeats, args.inner, device=args.device), indent=2))
