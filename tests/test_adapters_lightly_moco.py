@@ -325,7 +325,9 @@ def test_cli_errors_are_usage_errors(argv, message, tmp_path, capsys):
 
 def _torchrun(args, cwd):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    # --standalone picks a free port through its own rendezvous; "--master_port=0" hangs in
+    # init_process_group on torch 2.14 (the workers never learn the port the agent bound).
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "nda_plugins.adapters.lightly_moco.train", *_TINY_ARGS, "--nda", "jigsaw", "--no-eval", *args]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
