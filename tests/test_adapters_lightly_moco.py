@@ -236,6 +236,18 @@ def test_training_steps_end_to_end(tiny_data):
     assert len(ev["jigsaw_distances"]["embedding"]) == len(tiny_data.test_x)
 
 
+def test_keys_do_not_depend_on_the_rest_of_the_key_batch():
+    # The trainer encodes NDA views apart from the positive keys (cheaper on CPU); with
+    # per-sample normalisation that gives the keys a joint batch would.
+    from nda_plugins.adapters.lightly_moco.model import MoCoV2
+
+    torch.manual_seed(0)
+    model = MoCoV2(width=8, hidden_dim=16, out_dim=8)
+    a, b = torch.rand(6, 3, 16, 16), torch.rand(6, 3, 16, 16)
+    joint = model.forward_momentum(torch.cat([a, b]))
+    torch.testing.assert_close(joint, torch.cat([model.forward_momentum(a), model.forward_momentum(b)]))
+
+
 def test_queue_pointer_advances_by_positive_keys_only(tiny_data):
     t = MoCoTrainer(tiny_data, _tiny(queue=64, nda_views=2))
     t.train(until=2, progress=False)

@@ -8,8 +8,7 @@ view per query (``jigsaw``, w = 0.75).
 
 MoCo has no discriminator, so the ``fake_d_pass`` slot holds what NDA adds to a step: one
 no-grad pass of the momentum (key) encoder over the NDA views of the batch (``B`` images, here
-jigsaw views of the query view). The NDA step runs its keys and the positive keys as one batch
-of ``2B`` through the key encoder; this closure runs the extra ``B`` on their own.
+jigsaw views of the query view), the same call the NDA step makes for its NDA keys.
 """
 
 from __future__ import annotations
