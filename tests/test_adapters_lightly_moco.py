@@ -236,6 +236,18 @@ def test_training_steps_end_to_end(tiny_data):
     assert len(ev["jigsaw_distances"]["embedding"]) == len(tiny_data.test_x)
 
 
+def test_keys_do_not_depend_on_the_rest_of_the_key_batch():
+    # The trainer encodes NDA views apart from the positive keys (cheaper on CPU); with
+    # per-sample normalisation that gives the keys a joint batch would.
+    from nda_plugins.adapters.lightly_moco.model import MoCoV2
+
+    torch.manual_seed(0)
+    model = MoCoV2(width=8, hidden_dim=16, out_dim=8)
+    a, b = torch.rand(6, 3, 16, 16), torch.rand(6, 3, 16, 16)
+    joint = model.forward_momentum(torch.cat([a, b]))
+    torch.testing.assert_close(joint, torch.cat([model.forward_momentum(a), model.forward_momentum(b)]))
+
+
 def test_queue_pointer_advances_by_positive_keys_only(tiny_data):
     t = MoCoTrainer(tiny_data, _tiny(queue=64, nda_views=2))
     t.train(until=2, progress=False)
@@ -262,6 +274,27 @@ def test_resume_is_exact(tiny_data, tmp_path, nda):
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert torch.equal(a["bank"], b["bank"]) and torch.equal(a["ptr"], b["ptr"])
     assert all(torch.equal(x, y) for x, y in zip(a["opt"], b["opt"]))
+
+
+def test_resume_continues_the_nda_schedule(tiny_data, tmp_path):
+    cfg = _tiny(nda_schedule="linear:steps=4", nda_weight=0.8)
+    full = MoCoTrainer(tiny_data, cfg)
+    full_w = [full.train_step()["nda_weight"] for _ in range(4)]
+    first = MoCoTrainer(tiny_data, cfg)
+    first.train(until=2, checkpoint=tmp_path / "c.pt", progress=False)
+    resumed = MoCoTrainer(tiny_data, cfg)
+    resumed.load(tmp_path / "c.pt")
+    resumed_w = [resumed.train_step()["nda_weight"] for _ in range(2)]
+    assert full_w == pytest.approx([0.0, 0.2, 0.4, 0.6]) and resumed_w == pytest.approx(full_w[2:])
+    assert resumed.nda.sessions[0].num_advances == 4
+
+
+def test_progress_bar_on_stderr(tiny_data, capsys):
+    MoCoTrainer(tiny_data, _tiny()).train(progress=True, desc="moco+nda")
+    err = capsys.readouterr().err
+    assert "moco+nda" in err and "4/4" in err and "w=0.50" in err
+    MoCoTrainer(tiny_data, _tiny()).train(progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_resume_refuses_other_settings(tiny_data, tmp_path):
@@ -325,7 +358,9 @@ def test_cli_errors_are_usage_errors(argv, message, tmp_path, capsys):
 
 def _torchrun(args, cwd):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    # --standalone picks a free port through its own rendezvous; "--master_port=0" hangs in
+    # init_process_group on torch 2.14 (the workers never learn the port the agent bound).
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "nda_plugins.adapters.lightly_moco.train", *_TINY_ARGS, "--nda", "jigsaw", "--no-eval", *args]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -354,3 +389,33 @@ def test_torchrun_two_processes_train_and_resume(tmp_path):
     # ...while each rank drew its own NDA views.
     g0, g1 = (full["ranks"][r]["nda"]["sessions"][0]["nda_plugins.session"]["generator"]["state"] for r in range(2))
     assert not torch.equal(g0, g1)
+
+
+# ------------------------------------------------------------------------------------------
+# The launch script
+# ------------------------------------------------------------------------------------------
+
+_SCRIPT = Path(__file__).resolve().parents[1] / "adapters" / "lightly_moco" / "train.sh"
+
+
+def _script(tmp_path, *args):
+    # Stand-ins for python and torchrun that print how they were called: the script's dispatch
+    # is what is tested here (the trainer itself is run by the CLI and torchrun tests).
+    for name in ("python", "torchrun"):
+        stub = tmp_path / name
+        stub.write_text(f'#!/usr/bin/env bash\necho "{name} $*"\n')
+        stub.chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run(["bash", str(_SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_launch_script_dispatches_to_python_or_torchrun(tmp_path):
+    proc = _script(tmp_path, "1", "--compare", "--nda", "jigsaw")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "python -m nda_plugins.adapters.lightly_moco.train --compare --nda jigsaw"
+    proc = _script(tmp_path, "2", "--nda", "jigsaw+stitch")
+    assert proc.stdout.strip() == (
+        "torchrun --standalone --nproc_per_node=2 -m nda_plugins.adapters.lightly_moco.train --nda jigsaw+stitch")
+    for bad in ("two", "0"):
+        proc = _script(tmp_path, bad)
+        assert proc.returncode == 2 and f"NPROC must be a positive integer, got '{bad}'" in proc.stderr

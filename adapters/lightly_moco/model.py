@@ -3,8 +3,8 @@
 The backbone uses GroupNorm instead of BatchNorm: MoCo needs "shuffle BN" with BatchNorm (else
 the key encoder's batch statistics leak which sample is the positive), and PyTorch's
 ``SyncBatchNorm`` has no CPU implementation; per-sample normalisation has neither problem, and it
-lets the positive keys and the NDA keys go through the momentum encoder in one batch without
-changing either.
+makes a key independent of the other images in its momentum-encoder batch (positive keys and
+NDA keys give the same values whether they are encoded together or apart).
 """
 
 from __future__ import annotations
