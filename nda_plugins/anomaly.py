@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import metrics as _metrics
+from ._imports import load_factory
 from ._png import read_png
 
 __all__ = ["IMAGE_SUFFIXES", "format_table", "load_factory", "load_image_folder", "load_scorer", "plot", "report", "score_images"]
@@ -92,29 +92,6 @@ def load_image_folder(path: str | Path, *, size: int | None = None, limit: int |
     if len(shapes) > 1:
         raise ValueError(f"{folder}: images have different sizes {sorted(shapes)}; pass size=")
     return torch.cat(images, 0)
-
-
-def load_factory(spec: str) -> Callable[..., torch.nn.Module]:
-    """The callable named by ``"package.module:callable"``.
-
-    Raises:
-        ValueError: a malformed spec, a module that does not import or a missing attribute.
-    """
-    if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
-        raise ValueError(f"factory must look like 'package.module:callable', got {spec!r}")
-    module_name, attr = spec.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"factory {spec!r}: cannot import {module_name!r} ({exc})") from exc
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"factory {spec!r}: {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ValueError(f"factory {spec!r} is not callable")
-    return obj
 
 
 def load_scorer(factory: str | Callable[..., torch.nn.Module], checkpoint: str | Path | None = None,

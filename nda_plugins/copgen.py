@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import numbers
@@ -42,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._imports import load_factory
 from .contrastive import nda_info_nce
 
 __all__ = [
@@ -502,24 +502,6 @@ class COPGen(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 
-def _import_factory(spec: str) -> Callable:
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"generator factory must look like 'package.module:callable', got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"generator factory {spec!r}: cannot import {module_name!r} ({exc})") from exc
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"generator factory {spec!r}: {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ValueError(f"generator factory {spec!r} is not callable")
-    return obj
-
-
 def load_generator(
     spec: nn.Module | str | None = None,
     *,
@@ -547,7 +529,7 @@ def load_generator(
     elif isinstance(spec, (str, Path)):
         path = Path(spec)
         if isinstance(spec, str) and ":" in spec and not path.exists():
-            module = _import_factory(spec)(**kwargs)
+            module = load_factory(spec, what="generator factory")(**kwargs)
         elif path.is_file():
             obj = torch.load(path, map_location="cpu", weights_only=False)
             if isinstance(obj, dict) and isinstance(obj.get("generator"), nn.Module):
