@@ -114,8 +114,13 @@ def main(argv=None) -> int:
         print(f"{op[:60]:60} {n_plain:11.1f} {n_nda:9.1f} {us_plain:13.0f} {us_nda:11.0f}")
     print(f"{'total self CPU time':60} {'':11} {'':9} {sum(r[3] for r in rows):13.0f} {sum(r[4] for r in rows):11.0f}")
     if args.attribute:
+        try:
+            parts = attribute(case, args.variant, device, args.steps)
+        except ValueError as exc:  # a case without an NDA session in its loss
+            print(f"\nno in-step attribution: {exc}", file=sys.stderr)
+            return 2
         print("\ninside the running NDA step (ms per step, wall time):")
-        for label, ms in attribute(case, args.variant, device, args.steps).items():
+        for label, ms in parts.items():
             print(f"  {label:24} {ms:8.3f}")
     return 0
 

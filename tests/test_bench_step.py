@@ -152,6 +152,9 @@ def test_profile_step_diffs_ops_and_attributes_time(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         prof.main(["pix2pix", "anda"])
     assert "variant: expected one of" in capsys.readouterr().err
+    monkeypatch.delenv("NDA_UPSTREAM_PIX2PIX", raising=False)
+    assert prof.main(["pix2pix", "replace", "--steps", "1", "--rows", "1", "--attribute"]) == 2
+    assert "no in-step attribution" in capsys.readouterr().err  # one line, no traceback
 
 
 def test_a_failing_case_gets_an_error_row_and_exit_1(bench, tmp_path, monkeypatch, capsys):
