@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .._png import write_png
+
+def spread(values) -> float:
+    """Population standard deviation over seeds; 0.0 for a single seed (the demos' "± std")."""
+    values = list(values)
+    return statistics.pstdev(values) if len(values) > 1 else 0.0
+
 
 MATPLOTLIB_HINT = "matplotlib is not installed, so no plot was drawn; install it with: pip install nda-plugins[demo]"
 

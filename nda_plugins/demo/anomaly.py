@@ -155,7 +155,7 @@ def run(config: AnomalyConfig, out_dir: Path, *, progress: Callable[[int], None]
         runs[name] = {
             "nda_weight": config.nda_weight if name == "nda" else 0.0,
             "auroc": {o: statistics.fmean(v) for o, v in values.items()},
-            "auroc_std": {o: (statistics.pstdev(v) if len(v) > 1 else 0.0) for o, v in values.items()},
+            "auroc_std": {o: _output.spread(v) for o, v in values.items()},
             "mean_auroc": statistics.fmean(statistics.fmean(v) for v in values.values()),
             "per_seed": per_seed[name],
         }

@@ -272,7 +272,7 @@ def _late(curve: list[float]) -> float:
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
+    return statistics.fmean(values), _output.spread(values)
 
 
 def run(config: NatConfig, out_dir: Path, *, progress: Callable[[int], None] | None = None,

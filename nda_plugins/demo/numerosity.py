@@ -157,10 +157,10 @@ def run(config: NumerosityConfig, out_dir: Path, *, progress: Callable[[int], No
             "share_k": float((counts == config.k).float().mean()),
             "share_k_per_seed": shares,
             "share_k_mean": statistics.fmean(shares),
-            "share_k_std": statistics.pstdev(shares) if len(shares) > 1 else 0.0,
+            "share_k_std": _output.spread(shares),
             "mean_abs_error": float((counts - config.k).abs().float().mean()),
             "mean_abs_error_per_seed": errors,
-            "mean_abs_error_std": statistics.pstdev(errors) if len(errors) > 1 else 0.0,
+            "mean_abs_error_std": _output.spread(errors),
             "per_seed": per_seed[name],
         }
     result = {
@@ -242,7 +242,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         n = entry["n_samples"]
         pooled = [entry["counts"].get(str(x), 0) / n for x in xs]
         per_seed = [[s["counts"].get(str(x), 0) / sum(s["counts"].values()) for x in xs] for s in entry["per_seed"]]
-        spread = [statistics.pstdev(col) if len(col) > 1 else 0.0 for col in zip(*per_seed)]
+        spread = [_output.spread(col) for col in zip(*per_seed)]
         peak = max(peak, max(p + e for p, e in zip(pooled, spread)))
         label = (f"{LABELS[name]}" + (f" (w = {entry['nda_weight']:g})" if name == "nda" else "")
                  + f"\nexactly {k}: {entry['share_k_mean']:.1%} ± {entry['share_k_std']:.1%}"
