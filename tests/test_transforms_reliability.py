@@ -222,7 +222,7 @@ def test_the_three_box_paths_agree(name, monkeypatch):
     default = t(x, generator=_gen())
     outputs = {}
     for path in ("large", "blend", "mask"):
-        monkeypatch.setattr(B._BoxTransform, "_path", lambda self, x, *others, p=path: p)
+        monkeypatch.setattr(B._BoxTransform, "_path", lambda self, x, *others, p=path, **_: p)
         outputs[path] = t(x, params=t.last_params)
     for path, y in outputs.items():
         torch.testing.assert_close(y, default, rtol=0, atol=1e-6, msg=path)

@@ -203,13 +203,14 @@ class _BoxTransform(NegativeTransform):
         rows, cols = F.box_axes(x.shape, params["start"], params["size"], torch.bool)
         return rows & cols
 
-    def _path(self, x, *others):
+    def _path(self, x, *others, check_finite=True):
         """How to apply the boxes to ``x``:
 
         * ``"large"``: large CPU images (cutmix clones the batch and copies only the boxes, as
           runs of memory; cutout takes each mean from the box rows alone);
         * ``"blend"``: 0/1 weights through ``torch.lerp``, small CPU images whose values are
-          all finite (exact for finite values, and the fastest there);
+          all finite (exact for finite values, and the fastest there); with
+          ``check_finite=False`` the caller checks that itself;
         * ``"mask"``: ``torch.where``, exact for any values: other devices, inputs that require
           grad, and under ``torch.compile`` (which fuses it).
         """
@@ -217,7 +218,7 @@ class _BoxTransform(NegativeTransform):
             return "mask"
         if max(x.shape[-2:]) > F._BOX_TABLE_MAX_SIDE and self._bounds(x)[2] * _pixel_elems(x) >= _MIN_RUN:
             return "large"
-        return "blend" if F.all_finite(x, *others) else "mask"
+        return "blend" if not check_finite or F.all_finite(x, *others) else "mask"
 
     def _layout(self, x):
         h_lo, h_hi, w_lo, w_hi = self._bounds(x)
@@ -257,7 +258,7 @@ class Cutout(_BoxTransform):
     name = "cutout"
 
     def apply(self, x, params, partner):
-        path = self._path(x)
+        path = self._path(x, check_finite=False)
         if path == "large":
             # Large images: the mean from the box rows alone and one blend over the batch beat
             # the box runs here (a mean fill is not a copy), once a sum shows x is finite.
@@ -266,17 +267,20 @@ class Cutout(_BoxTransform):
                 rows, cols = F.box_axes(x.shape, params["start"], params["size"], x.dtype)
                 mean = F.box_mean_from_rows(x, params["start"], params["size"], cols)
                 return _keep_format(torch.lerp(x, mean, rows * cols), x)
-        if path == "mask":
-            return _keep_format(F.box_fill_mean(x, self._masks(x, params)), x)
-        work = _work_dtype(x)
-        rows, cols = F.box_axes(x.shape, params["start"], params["size"], work)
-        mask = rows * cols
-        mean, scratch = F.box_mean(x, mask)
-        if x.dtype == work:  # write the result over the x-sized scratch: no new batch buffer
-            return _keep_format(torch.lerp(x, mean, mask, out=scratch), x)
-        if not x.dtype.is_floating_point:
-            mean = mean.round()  # the fill a uint8 image can hold
-        return _keep_format(F.blend01(x, mean, mask), x)
+        if path == "blend":
+            work = _work_dtype(x)
+            rows, cols = F.box_axes(x.shape, params["start"], params["size"], work)
+            mask = rows * cols
+            mean, scratch = F.box_mean(x, mask, params["size"])
+            # Finite means show that all of x is finite (see box_mean), so the blend is exact:
+            # a sum over the means instead of one over the batch.
+            if F.all_finite(mean):
+                if x.dtype == work:  # write the result over the x-sized scratch: no new batch buffer
+                    return _keep_format(torch.lerp(x, mean, mask, out=scratch), x)
+                if not x.dtype.is_floating_point:
+                    mean = mean.round()  # the fill a uint8 image can hold
+                return _keep_format(F.blend01(x, mean, mask), x)
+        return _keep_format(F.box_fill_mean(x, self._masks(x, params)), x)
 
 
 class CutMix(_BoxTransform):

@@ -24,6 +24,7 @@ channels-first memory and the number of channels for channels-last memory. See
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -321,17 +322,24 @@ def all_finite(*tensors: torch.Tensor) -> bool:
     for t in tensors:
         if t.dtype.is_floating_point:
             total = t.sum() if t.dtype in (torch.float32, torch.float64) else t.sum(dtype=torch.float32)
-            if not bool(torch.isfinite(total)):  # one CPU scalar: a memory read, no device sync
+            # One CPU scalar: a memory read, no device sync (math.isfinite: torch.isfinite is
+            # four ops, which shows on small batches).
+            if not math.isfinite(float(total)):
                 return False
     return True
 
 
-def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (and per-frame) mean of ``x`` inside each sample's box, for finite ``x``.
+def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (and per-frame) mean of ``x`` inside each sample's box.
+
+    Every pixel enters its plane's sum, times 1 or 0, so the mean is exact for finite ``x``, and
+    a NaN or inf anywhere in a plane (inside the box or not; ``inf * 0`` is NaN) makes that
+    plane's mean non-finite: finite means show that all of ``x`` is finite.
 
     Args:
-        x: the batch (all values finite: a NaN anywhere would leak through the 0 weights).
+        x: the batch.
         mask: :func:`box_weights` (0/1) in the float dtype to compute in.
+        size: ``(B, 2)`` the boxes' sides (their areas are the counts).
 
     Returns:
         ``(mean, scratch)``: the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in
@@ -340,7 +348,7 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.T
     """
     work = x if x.dtype == mask.dtype else x.to(mask.dtype)
     product = work * mask
-    area = mask.sum(dim=(-2, -1), keepdim=True)
+    area = size.prod(dim=1).view((x.shape[0],) + (1,) * (x.dim() - 1))
     return product.sum(dim=(-2, -1), keepdim=True).div_(area), product
 
 
