@@ -199,9 +199,10 @@ def test_weighted_negative_term_has_its_weight(loss_fn, term):
         f = sum(float(term(D(fake[i:i + 1], gy[i:i + 1]))) for i in range(B)) / B
         n = sum(float(term(D(neg[i:i + 1], neg_y[i:i + 1]))) for i in range(B)) / B
     assert float(loss_fake.detach()) == pytest.approx((1 - w) * f + w * n, rel=1e-5, abs=1e-6)
-    # one D pass on cat(fake, real, negatives); negatives keep their sources' labels
-    (d_in, d_y), = gd.D.calls[:1]
-    assert torch.equal(d_in[2 * B:], neg) and torch.equal(d_y[2 * B:], dy) and torch.equal(d_y[B:2 * B], dy)
+    # upstream's pass on cat(fake, real), then one on the negatives, which keep their sources' labels
+    (d_in, d_y), (n_in, n_y) = gd.D.calls[:2]  # (the loops above appended their own calls)
+    assert torch.equal(d_in, torch.cat([fake, x])) and torch.equal(d_y, torch.cat([gy, dy]))  # upstream's own pass
+    assert torch.equal(n_in, neg) and torch.equal(n_y, dy)
     assert loss_fake.requires_grad
 
 

@@ -215,6 +215,12 @@ def test_replace_rows_are_negative_pairs(tmp_path):
     assert torch.equal(mixed[:, :3], m.real_A)  # the condition is always the real A
     fake_rows = (mixed[:, 3:] == m.fake_B.detach()).flatten(1).all(1)
     assert 0 < int((~fake_rows).sum()) < 16  # with w = 0.9 most (not all) rows are negatives
+    # the logged loss_D_NDA is the fake-side loss (BCE to "fake") of the negative rows only
+    with torch.no_grad():
+        pred = m.netD(mixed)
+        per_row = torch.nn.functional.binary_cross_entropy_with_logits(
+            pred, torch.zeros_like(pred), reduction="none").flatten(1).mean(1)
+    torch.testing.assert_close(m.loss_D_NDA, per_row[~fake_rows].mean())
 
 
 # -- steps and checkpoints --------------------------------------------------------------------

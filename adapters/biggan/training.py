@@ -158,8 +158,8 @@ class NDAGD(nn.Module):
     and labels ``dy``: negatives ``neg = T(x)`` keep ``dy``; G runs without grad as upstream's
     D step does, and D sees
 
-    * ``weighted``: ``cat(G(z), x, neg)`` in one pass (or three with ``split_D``); the negatives'
-      outputs wait in :attr:`pending` for :func:`d_losses`;
+    * ``weighted``: upstream's pass on ``cat(G(z), x)`` (two with ``split_D``), then one pass on
+      ``neg``; the negatives' outputs wait in :attr:`pending` for :func:`d_losses`;
     * ``replace``: ``cat(mix, x)`` where each fake row is replaced by its negative with
       probability ``w`` (label too), and upstream's loss is used as is.
 
@@ -236,13 +236,18 @@ class NDAGD(nn.Module):
             fake_y = [_losses.select_replaced(mask, gy, neg_y)]
         else:
             fakes, fake_y = [g_z, neg], [gy, neg_y]
-        # D order: fakes, reals, negatives (weighted) -- one pass as upstream, or one per part.
-        parts, part_y = [fakes[0], x] + fakes[1:], [fake_y[0], dy] + fake_y[1:]
+        # Upstream's own D pass on (fakes, reals) -- one concatenated pass, or one per part with
+        # split_D -- then, for weighted, one more pass on the negatives alone. BigGAN's D has no
+        # batch-dependent layers, so the outputs are those of a single pass over all three; the
+        # extra pass costs exactly a D pass on a batch of negatives (on the CPU a concatenated
+        # pass costs more than its parts: its activations leave the cache).
         if split_D:
-            outs = [self._run(D, p, py) for p, py in zip(parts, part_y)]
+            outs = [self._run(D, fakes[0], fake_y[0]), self._run(D, x, dy)]
         else:
-            out = self._run(D, torch.cat(parts, 0), torch.cat(part_y, 0))
-            outs = list(torch.split(out, [p.shape[0] for p in parts]))
+            out = self._run(D, torch.cat([fakes[0], x], 0), torch.cat([fake_y[0], dy], 0))
+            outs = list(torch.split(out, [fakes[0].shape[0], x.shape[0]]))
+        if len(fakes) == 2:
+            outs.append(self._run(D, fakes[1], fake_y[1]))
         if len(outs) == 3:
             self.pending = (outs[2], w)
         if return_G_z:  # upstream returns G_z only without a real batch; kept for symmetry

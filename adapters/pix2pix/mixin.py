@@ -82,6 +82,25 @@ class Pix2PixNDAMixin:
     # -- one training iteration -----------------------------------------------------------
 
     @property
+    def loss_D_NDA(self) -> torch.Tensor:
+        """The negatives' loss of the last D step, for upstream's log. In ``replace`` mode it is
+        the fake-side loss of the replaced rows (0 when none was), worked out only when read:
+        upstream reads it every ``--print_freq`` iterations, not every step."""
+        pending = self.__dict__.pop("_nda_log", None)
+        if pending is not None:
+            pred, replaced = pending
+            with torch.no_grad():
+                per_row = _losses.fake_side_loss(pred, nda_weight=0.0, kind=self.nda_kind, reduction="none")
+                chosen = replaced.to(per_row.dtype)
+                self._loss_D_NDA = (per_row * chosen).sum() / chosen.sum().clamp(min=1.0)
+        return self._loss_D_NDA
+
+    @loss_D_NDA.setter
+    def loss_D_NDA(self, value: torch.Tensor) -> None:
+        self.__dict__.pop("_nda_log", None)
+        self._loss_D_NDA = value
+
+    @property
     def nda_step(self) -> int:
         """The NDA iteration (continues across ``--continue_train``)."""
         return 0 if self.nda is None else self.nda.num_advances
@@ -97,30 +116,27 @@ class Pix2PixNDAMixin:
             return super().backward_D()
         step = self.nda.num_advances
         w = self.nda.weight(step)
-        fake_AB = _losses.conditional_pairs(self.real_A, self.fake_B).detach()
         if w == 0.0:  # e.g. a curriculum before NDA starts: upstream's step, no negatives drawn
-            pred_fake = self.netD(fake_AB)
+            pred_fake = self.netD(_losses.conditional_pairs(self.real_A, self.fake_B).detach())
             self.loss_D_fake = fake_side = self.criterionGAN(pred_fake, False)
             self.loss_D_NDA = torch.zeros((), device=fake_side.device)
         elif self.nda.mode == "replace":
-            neg_AB = self.nda_negative_pairs(step)
-            mixed, replaced = _losses.replace_fakes(
-                fake_AB, neg_AB, nda_weight=w, generator=self.nda.generator_for(fake_AB.device)
-            )
-            pred = self.netD(mixed)
+            # A fake pair (A, G(A)) and its negative pair (A, T(B)) share the condition A, so
+            # only the targets are mixed (replace_fakes' coins, drawn the same way), then paired.
+            neg_B, _ = self.nda.negatives(self.real_B, step=step)
+            fake_B = self.fake_B.detach()
+            replaced = _losses.replace_mask(fake_B.shape[0], nda_weight=w, device=fake_B.device,
+                                            generator=self.nda.generator_for(fake_B.device))
+            pred = self.netD(torch.cat((self.real_A, _losses.select_replaced(replaced, fake_B, neg_B)), 1))
             self.loss_D_fake = fake_side = self.criterionGAN(pred, False)
-            with torch.no_grad():  # for the log only: the fake-side loss of the replaced rows
-                per_row = _losses.fake_side_loss(pred, nda_weight=0.0, kind=self.nda_kind, reduction="none")
-                chosen = replaced.to(per_row.dtype)
-                self.loss_D_NDA = (per_row * chosen).sum() / chosen.sum().clamp(min=1.0)
+            self._nda_log = (pred.detach(), replaced)  # loss_D_NDA, computed when read
         else:
-            pred_fake = self.netD(fake_AB)
+            pred_fake = self.netD(_losses.conditional_pairs(self.real_A, self.fake_B).detach())
             self.loss_D_fake = self.criterionGAN(pred_fake, False)
             pred_neg = self.netD(self.nda_negative_pairs(step))
             self.loss_D_NDA = self.criterionGAN(pred_neg, False)
             fake_side = (1.0 - w) * self.loss_D_fake + w * self.loss_D_NDA
-        real_AB = _losses.conditional_pairs(self.real_A, self.real_B)
-        pred_real = self.netD(real_AB)
+        pred_real = self.netD(torch.cat((self.real_A, self.real_B), 1))  # as upstream pairs them
         self.loss_D_real = self.criterionGAN(pred_real, True)
         self.nda.observe(step, real_logits=pred_real.detach())
         self.loss_D = (fake_side + self.loss_D_real) * 0.5
