@@ -237,10 +237,11 @@ class NDAGD(nn.Module):
         else:
             fakes, fake_y = [g_z, neg], [gy, neg_y]
         # Upstream's own D pass on (fakes, reals) -- one concatenated pass, or one per part with
-        # split_D -- then, for weighted, one more pass on the negatives alone. BigGAN's D has no
-        # batch-dependent layers, so the outputs are those of a single pass over all three; the
-        # extra pass costs exactly a D pass on a batch of negatives (on the CPU a concatenated
-        # pass costs more than its parts: its activations leave the cache).
+        # split_D -- then, for weighted, a separate pass on the negatives, as the NDA paper's
+        # released BigGAN code does. Like every D pass in training (and like split_D), it runs one
+        # power iteration of D's spectral norm. The extra cost is one D pass on a batch of
+        # negatives (a single pass over all three parts costs more on the CPU: its activations
+        # leave the cache).
         if split_D:
             outs = [self._run(D, fakes[0], fake_y[0]), self._run(D, x, dy)]
         else:
