@@ -552,3 +552,21 @@ def test_compiled_transform_pickles_and_compiles_again_where_loaded():
     for loaded in (pickle.loads(pickle.dumps(compiled)), copy.deepcopy(compiled)):
         assert loaded.low == 0.25 and loaded._compiled_apply is not None
         assert loaded._compile_options == {"dynamic": False, "mode": "reduce-overhead"}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_parallel_normal_fill_is_the_same_for_every_thread_count(threads, monkeypatch):
+    """Chunk i of the batch is filled by its own generator seeded from the caller's one, whether
+    the chunks run in turn (1 thread) or on the pool; the result never depends on the threads."""
+    monkeypatch.setattr(S, "NORMAL_CHUNK", 1000)
+    n = 4500  # 5 chunks, the last one short
+    seeds = torch.randint(0, 2**62, (5,), generator=torch.Generator().manual_seed(7)).tolist()
+    expected = torch.cat([torch.empty(min(1000, n - i * 1000)).normal_(generator=torch.Generator().manual_seed(s))
+                          for i, s in enumerate(seeds)])
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        out = S.normal_parallel_(torch.empty(n), generator=torch.Generator().manual_seed(7))
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(out, expected)

@@ -226,8 +226,12 @@ def normal_parallel_(out: torch.Tensor, *, generator) -> torch.Tensor:
         g = torch.Generator().manual_seed(seeds[i])
         flat[i * NORMAL_CHUNK : (i + 1) * NORMAL_CHUNK].normal_(generator=g)
 
+    if torch.get_num_threads() <= 1:  # the same chunks, filled in turn: no thread hand-offs
+        for i in range(n_chunks):
+            fill(i)
+        return out
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()), thread_name_prefix="nda-normal")
+        _pool = ThreadPoolExecutor(max_workers=torch.get_num_threads(), thread_name_prefix="nda-normal")
     list(_pool.map(fill, range(n_chunks)))
     return out
 
