@@ -271,7 +271,7 @@ class Cutout(_BoxTransform):
             work = _work_dtype(x)
             rows, cols = F.box_axes(x.shape, params["start"], params["size"], work)
             mask = rows * cols
-            mean, scratch = F.box_mean(x, mask, params["size"])
+            mean, scratch = F.box_mean(x, mask)
             # Finite means show that all of x is finite (see box_mean), so the blend is exact:
             # a sum over the means instead of one over the batch.
             if F.all_finite(mean):

@@ -329,7 +329,7 @@ def all_finite(*tensors: torch.Tensor) -> bool:
     return True
 
 
-def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (and per-frame) mean of ``x`` inside each sample's box.
 
     Every pixel enters its plane's sum, times 1 or 0, so the mean is exact for finite ``x``, and
@@ -339,7 +339,6 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> tuple[t
     Args:
         x: the batch.
         mask: :func:`box_weights` (0/1) in the float dtype to compute in.
-        size: ``(B, 2)`` the boxes' sides (their areas are the counts).
 
     Returns:
         ``(mean, scratch)``: the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in
@@ -348,7 +347,7 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> tuple[t
     """
     work = x if x.dtype == mask.dtype else x.to(mask.dtype)
     product = work * mask
-    area = size.prod(dim=1).view((x.shape[0],) + (1,) * (x.dim() - 1))
+    area = mask.sum(dim=(-2, -1), keepdim=True)  # in mask's dtype: no cast in the division
     return product.sum(dim=(-2, -1), keepdim=True).div_(area), product
 
 

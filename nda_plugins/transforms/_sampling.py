@@ -148,8 +148,8 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
     :func:`box_bounds`); the position is uniform over the places where the box fits.
 
     Both axes are drawn with one ``rand``, one ``searchsorted`` into a cached table of every
-    (start, size) pair and its cumulative probability, and one lookup of the pairs: four ops
-    whatever the image size (very large images fall back to arithmetic on uniforms,
+    (start, size) pair and its cumulative probability, and a lookup of the starts and the sizes:
+    five ops whatever the image size (very large images fall back to arithmetic on uniforms,
     same distribution).
 
     Returns:
@@ -166,14 +166,13 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
         # last value is +inf rather than 2: u + 1 can round up to exactly 2.0 in float32.
         cdf = torch.cat([ch, cw + 1.0]).float()
         cdf[-1] = float("inf")
-        return torch.cat([ph, pw]), cdf, torch.tensor([0.0, 1.0])
+        pairs = torch.cat([ph, pw])
+        return pairs[:, 0].contiguous(), pairs[:, 1].contiguous(), cdf, torch.tensor([0.0, 1.0])
 
-    pairs, cdf, shift = _cached(("box_pairs", height, width, h_lo, h_hi, w_lo, w_hi), device, make)
+    starts, sizes, cdf, shift = _cached(("box_pairs", height, width, h_lo, h_hi, w_lo, w_hi), device, make)
     u = uniform((batch, 2), generator=generator, device=device).add_(shift)
     pick = torch.searchsorted(cdf, u, right=True)  # (batch, 2): row-axis pair, column-axis pair
-    # One lookup of the (start, size) pairs; start and size are views of its result.
-    start, size = pairs.index_select(0, pick.view(-1)).view(batch, 2, 2).unbind(2)
-    return start, size
+    return starts.take(pick), sizes.take(pick)
 
 
 @functools.lru_cache(maxsize=256)
