@@ -18,6 +18,10 @@
 #      called (benchmarks/gpu_check_sg2_tick.py), `nda patch revert` and a pristine check; then
 #      bench_step's stylegan2_ada rows on upstream's own networks -> sg2_*.log/.json,
 #                                                                    bench_step_sg2_upstream.*
+#   e. only if lightly and torchvision import (or NDA_GPU_CHECK_WHEELS names a folder of wheels
+#      for them, installed with pip --no-index --no-deps into a private folder before stage a):
+#      the lightly MoCo adapter's device tests (training steps, exact resume, the CLI) on this
+#      device                                                   -> test_lightly_moco.log
 #   d. summary.txt (also printed), env.txt.
 #
 # Without CUDA it says so, writes summary.txt and exits 0. NDA_GPU_CHECK_DRY_RUN=1 runs every
@@ -116,6 +120,15 @@ stage() {
 
 cd "$REPO" || exit 1
 
+# -- wheels for the lightly adapter (a bare GPU machine has neither lightly nor torchvision) ------
+WHEELS=${NDA_GPU_CHECK_WHEELS:-}
+if [ -n "$WHEELS" ]; then
+  if stage "wheels from $WHEELS" 60 "$OUTDIR/wheels.log" \
+       "$PY" -m pip install -q --no-index --no-deps --target "$WORK/extra" "$WHEELS"/*.whl; then
+    export PYTHONPATH="$PYTHONPATH:$WORK/extra"
+  fi
+fi
+
 # -- a. the suite's CUDA tests --------------------------------------------------------------------
 stage "a. tests/test_cuda.py" 170 "$OUTDIR/test_cuda.log" \
   "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py --junitxml="$OUTDIR/test_cuda.xml"
@@ -173,6 +186,14 @@ else
       note "[c. pristine after revert] FAILED: $(tail -1 "$OUTDIR/sg2_status.log") ${dirty:+(git: $dirty)}"; FAILED=1
     fi
   fi
+fi
+
+# -- e. the lightly MoCo adapter on this device ----------------------------------------------------
+if "$PY" -c 'import lightly, torchvision' > /dev/null 2>&1; then
+  stage "e. lightly MoCo on $DEV" 90 "$OUTDIR/test_lightly_moco.log" \
+    "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_adapters_lightly_moco.py -k "$DEV"
+else
+  note "[e. lightly MoCo] skipped: lightly or torchvision does not import here (NDA_GPU_CHECK_WHEELS=<folder of wheels>)"
 fi
 
 # -- d. summary -----------------------------------------------------------------------------------

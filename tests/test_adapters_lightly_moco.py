@@ -210,6 +210,10 @@ def test_image_folder(tmp_path):
 # ------------------------------------------------------------------------------------------
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (benchmarks/gpu_check.sh runs these)")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+
+
 def _tiny(nda="jigsaw", **kw) -> TrainConfig:
     base = dict(steps=4, batch_size=16, queue=40, width=8, hidden_dim=16, out_dim=8, nda=nda, nda_weight=0.5)
     return TrainConfig(**(base | kw))
@@ -220,8 +224,11 @@ def tiny_data() -> ImageData:
     return embedded(4, 2, size=16, seed=0)
 
 
-def test_training_steps_end_to_end(tiny_data):
-    t = MoCoTrainer(tiny_data, _tiny())
+@pytest.mark.parametrize("device", DEVICES)
+def test_training_steps_end_to_end(tiny_data, device):
+    t = MoCoTrainer(tiny_data, _tiny(), device=device)
+    assert all(p.device.type == device for p in t.model.parameters())
+    assert t.criterion.memory_bank.bank.device.type == device
     before = [p.detach().clone() for p in t.model.backbone.parameters()]
     key_before = [p.detach().clone() for p in t.model.backbone_momentum.parameters()]
     losses = t.train(progress=False)
@@ -260,13 +267,17 @@ def _snapshot(t: MoCoTrainer) -> dict:
             "opt": [s["momentum_buffer"].clone() for s in t.optimizer.state.values()]}
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("nda", ["jigsaw+cutout", None])
-def test_resume_is_exact(tiny_data, tmp_path, nda):
-    full = MoCoTrainer(tiny_data, _tiny(nda))
+def test_resume_is_exact(tiny_data, tmp_path, nda, device, monkeypatch):
+    if device == "cuda":  # bit-exact on CUDA needs deterministic kernels
+        monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+        monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    full = MoCoTrainer(tiny_data, _tiny(nda), device=device)
     full.train(progress=False)
-    first = MoCoTrainer(tiny_data, _tiny(nda))
+    first = MoCoTrainer(tiny_data, _tiny(nda), device=device)
     first.train(until=2, checkpoint=tmp_path / "c.pt", progress=False)
-    resumed = MoCoTrainer(tiny_data, _tiny(nda))
+    resumed = MoCoTrainer(tiny_data, _tiny(nda), device=device)
     resumed.load(tmp_path / "c.pt")
     assert resumed.step == 2
     resumed.train(progress=False)
@@ -274,6 +285,7 @@ def test_resume_is_exact(tiny_data, tmp_path, nda):
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert torch.equal(a["bank"], b["bank"]) and torch.equal(a["ptr"], b["ptr"])
     assert all(torch.equal(x, y) for x, y in zip(a["opt"], b["opt"]))
+    assert a["bank"].device.type == device
 
 
 def test_resume_continues_the_nda_schedule(tiny_data, tmp_path):
@@ -319,12 +331,13 @@ _TINY_ARGS = ["--steps", "3", "--batch-size", "16", "--queue", "40", "--width", 
               "--probe-steps", "10", "--no-progress"]
 
 
-def test_cli_compare_writes_json_table_and_plot(tmp_path, capsys):
+@pytest.mark.parametrize("device", DEVICES)
+def test_cli_compare_writes_json_table_and_plot(tmp_path, capsys, device):
     import json
 
     from nda_plugins.adapters.lightly_moco.train import run
 
-    folder = run([*_TINY_ARGS, "--compare", "--nda", "jigsaw", "--out", str(tmp_path / "out")])
+    folder = run([*_TINY_ARGS, "--compare", "--nda", "jigsaw", "--device", device, "--out", str(tmp_path / "out")])
     summary = json.loads((folder / "results.json").read_text())
     assert set(summary["runs"]) == {"baseline", "nda (jigsaw)"}
     assert summary["runs"]["baseline"]["config"]["nda"] is None
