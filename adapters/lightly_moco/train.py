@@ -29,6 +29,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from nda_plugins._dist import finish_distributed
+
 from .data import embedded, image_folder
 from .training import MoCoTrainer, TrainConfig
 
@@ -236,8 +238,7 @@ def run(argv: list[str] | None = None) -> Path:
         except ValueError as exc:  # a refused checkpoint or setting: one line, no traceback
             parser.error(str(exc))
     finally:
-        if distributed and dist.is_initialized():
-            dist.destroy_process_group()
+        finish_distributed()
     if rank == 0:
         print(f"results in {folder}")
     return folder

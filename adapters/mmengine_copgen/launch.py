@@ -25,6 +25,8 @@ from typing import Any
 
 import click
 
+from nda_plugins._dist import finish_distributed
+
 from . import config_path
 
 MODEL_CFG = "copgen_model.json"
@@ -175,6 +177,7 @@ def run_contrastive(pairs: Path, work_dir: Path, *, positives: str, iters: int, 
 def main() -> None:
     """COP-Gen on mmengine (see the module docstring)."""
     logging.getLogger("mmengine").setLevel(logging.WARNING)
+    click.get_current_context().call_on_close(finish_distributed)  # under torchrun: close the group
 
 
 @main.command()

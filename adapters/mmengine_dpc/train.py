@@ -13,6 +13,8 @@ import argparse
 import os
 import sys
 
+from nda_plugins._dist import finish_distributed
+
 
 def build_runner(config: str, work_dir: str | None = None, launcher: str = "none", resume: bool = False,
                  max_epochs: int | None = None, video_root: str | None = None, seed: int | None = None,
@@ -73,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                               seed=args.seed)
     except (TypeError, ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
-    runner.train()
+    try:
+        runner.train()
+    finally:
+        finish_distributed()
     return 0
 
 
