@@ -52,3 +52,17 @@ def _isolated_plugin_manager(monkeypatch):
     _manager.set_plugin_manager(None)
     yield
     _manager.set_plugin_manager(None)
+
+
+def _load_benchmark(relative: str, name: str):
+    """A script under ``benchmarks/`` (not a package) as a fresh module named ``name``."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("step_cases/pix2pix.py", "step_case_pix2pix")``: a benchmark script as a module."""
+    return _load_benchmark

@@ -3,7 +3,6 @@ the stylegan2_ada step case builds steps that train D with the adapter's NDA los
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,21 +12,20 @@ import torch
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def bench(load_benchmark):
+    return load_benchmark("bench_step.py", "bench_step")
 
 
 @pytest.fixture(scope="module")
-def bench():
-    return _load(BENCH / "bench_step.py", "bench_step")
+def sg2(load_benchmark):
+    return load_benchmark("step_cases/stylegan2_ada.py", "step_case_stylegan2_ada")
 
 
-@pytest.fixture(scope="module")
-def sg2():
-    return _load(BENCH / "step_cases" / "stylegan2_ada.py", "step_case_stylegan2_ada")
+def _case(name, build):
+    """A minimal step case for bench_step: never skipped, one ``weighted`` variant, ``build`` given."""
+    return type(name, (), {"NAME": "broken", "VARIANTS": ("weighted",),
+                           "skip_reason": staticmethod(lambda: None), "build": staticmethod(build)})
 
 
 def test_discovers_every_case_file(bench):
@@ -87,16 +85,7 @@ def test_bad_arguments_name_the_flag(bench, tmp_path, capsys):
 
 
 def test_case_without_fake_pass_is_refused(bench):
-    class Case:
-        NAME, VARIANTS = "broken", ("weighted",)
-
-        @staticmethod
-        def skip_reason():
-            return None
-
-        @staticmethod
-        def build(variant, device, seed=0):
-            return {"step": lambda: None}
+    Case = _case("Case", lambda variant, device, seed=0: {"step": lambda: None})
 
     with pytest.raises(TypeError, match="fake_d_pass"):
         bench.bench_case(Case, torch.device("cpu"), repeats=1, warmup=0)
@@ -138,10 +127,10 @@ def test_sg2_step_trains_d_with_the_adapter_loss(sg2, variant, monkeypatch):
         assert (loss.nda.alpha is not None) == (variant == "anda")
 
 
-def test_profile_step_diffs_ops_and_attributes_time(monkeypatch, capsys):
+def test_profile_step_diffs_ops_and_attributes_time(monkeypatch, capsys, load_benchmark):
     monkeypatch.delenv("NDA_UPSTREAM_STYLEGAN2_ADA", raising=False)
     monkeypatch.syspath_prepend(str(BENCH))
-    prof = _load(BENCH / "profile_step.py", "profile_step")
+    prof = load_benchmark("profile_step.py", "profile_step")
     assert prof.main(["stylegan2_ada", "replace", "--steps", "1", "--rows", "5", "--attribute"]) == 0
     out = capsys.readouterr().out
     assert "calls plain" in out and "total self CPU time" in out
@@ -158,16 +147,10 @@ def test_profile_step_diffs_ops_and_attributes_time(monkeypatch, capsys):
 
 
 def test_a_failing_case_gets_an_error_row_and_exit_1(bench, tmp_path, monkeypatch, capsys):
-    class Broken:
-        NAME, VARIANTS = "broken", ("weighted",)
+    def build(variant, device, seed=0):
+        raise RuntimeError("upstream import failed | here")
 
-        @staticmethod
-        def skip_reason():
-            return None
-
-        @staticmethod
-        def build(variant, device, seed=0):
-            raise RuntimeError("upstream import failed | here")
+    Broken = _case("Broken", build)
 
     real = bench.discover()
     monkeypatch.setattr(bench, "discover", lambda: {"broken": Broken, "pix2pix": real["pix2pix"]})

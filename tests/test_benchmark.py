@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_transforms.py"
+
+@pytest.fixture
+def bench(load_benchmark):
+    """A fresh copy of the script per test (tests patch its functions)."""
+    return load_benchmark("bench_transforms.py", "bench_transforms")
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_transforms", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bench_shape_and_markdown(tmp_path, monkeypatch):
-    bench = _load()
+def test_bench_shape_and_markdown(tmp_path, monkeypatch, bench):
     monkeypatch.setattr(bench, "kornia_ops", lambda: {})  # optional peer; keep the test fast
     result = bench.bench_shape("latency-bound", (4, 3, 8, 8), torch.device("cpu"), repeats=1, inner=1, slow_inner=1)
     assert [r["transform"] for r in result["rows"]] == bench.OURS
@@ -35,9 +29,8 @@ def test_bench_shape_and_markdown(tmp_path, monkeypatch):
     json.dumps(result)  # the JSON file must be writable
 
 
-def test_targets_compare_like_work():
+def test_targets_compare_like_work(bench):
     """noise is held to torch.randn_like, the others to a clone; small batches to index_select."""
-    bench = _load()
     row = {"vs_clone": 0.1, "vs_randn_like": 0.9, "x_index_select": 7.0}
     assert bench.target("memory-bound", "noise", row) == ("vs randn_like >= 0.8", True)
     assert bench.target("memory-bound", "cutmix", row) == ("vs clone >= 0.5", False)
@@ -46,15 +39,13 @@ def test_targets_compare_like_work():
     assert "cutout" not in bench.kornia_ops()  # RandomErasing fills a constant: unlike work
 
 
-def test_cpu_clock_option(monkeypatch):
-    bench = _load()
+def test_cpu_clock_option(monkeypatch, bench):
     monkeypatch.setattr(bench, "kornia_ops", lambda: {})
     result = bench.bench_shape("memory-bound", (2, 3, 8, 8), torch.device("cpu"), repeats=1, inner=1, slow_inner=1, clock="cpu")
     assert result["clock"] == "cpu" and all(v >= 0 for v in result["median_seconds"].values())
 
 
-def test_per_sample_loops_make_negatives():
-    bench = _load()
+def test_per_sample_loops_make_negatives(bench):
     x = torch.rand(4, 3, 8, 8)
     for name, loop in bench.LOOPS.items():
         y = loop(x)
@@ -62,8 +53,7 @@ def test_per_sample_loops_make_negatives():
 
 
 @pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile on CPU needs a C compiler")
-def test_bench_compiled_column(monkeypatch):
-    bench = _load()
+def test_bench_compiled_column(monkeypatch, bench):
     monkeypatch.setattr(bench, "kornia_ops", lambda: {})
     monkeypatch.setattr(bench, "OURS", ["cutmix", "mixup"])
     result = bench.bench_shape("memory-bound", (4, 3, 8, 8), torch.device("cpu"), repeats=1, inner=1, slow_inner=1, compiled=True)

@@ -206,19 +206,8 @@ def test_torchrun_two_processes_on_cpu_trains_and_resumes(tmp_path):
 # ---------------------------------------------------------------------------- step case (no timing here)
 
 
-def _step_case():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step_cases" / "mmengine_dpc.py"
-    spec = importlib.util.spec_from_file_location("step_case_mmengine_dpc", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_step_case_steps_train_and_only_the_nda_variant_uses_negatives(monkeypatch):
-    case = _step_case()
+def test_step_case_steps_train_and_only_the_nda_variant_uses_negatives(monkeypatch, load_benchmark):
+    case = load_benchmark("step_cases/mmengine_dpc.py", "step_case_mmengine_dpc")
     assert case.NAME == "mmengine_dpc" and case.skip_reason() is None
     with pytest.raises(ValueError, match="variant"):
         case.build("replace", torch.device("cpu"))

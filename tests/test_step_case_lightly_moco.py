@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 pytest.importorskip("lightly")
 pytest.importorskip("torchvision")
 
-CASE = Path(__file__).resolve().parents[1] / "benchmarks" / "step_cases" / "lightly_moco.py"
-
-
 @pytest.fixture(scope="module")
-def case():
-    spec = importlib.util.spec_from_file_location("step_case_lightly_moco", CASE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def case(load_benchmark):
+    return load_benchmark("step_cases/lightly_moco.py", "step_case_lightly_moco")
 
 
 def _trainer(fn):

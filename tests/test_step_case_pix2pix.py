@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-CASE = Path(__file__).resolve().parents[1] / "benchmarks" / "step_cases" / "pix2pix.py"
-
-
 @pytest.fixture(scope="module")
-def case():
-    spec = importlib.util.spec_from_file_location("step_case_pix2pix", CASE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def case(load_benchmark):
+    return load_benchmark("step_cases/pix2pix.py", "step_case_pix2pix")
 
 
 def test_interface(case):
