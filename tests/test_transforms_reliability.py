@@ -165,7 +165,7 @@ def _poison(x, value, count, seed):
 
 LAYOUTS = {
     "small": ((6, 3, 12, 10), torch.contiguous_format),  # finite check + lerp or torch.where
-    "large": ((5, 3, 70, 90), torch.contiguous_format),  # clone + box runs
+    "large": ((5, 3, 70, 90), torch.contiguous_format),  # clone + one strided view per box
     "large-channels-last": ((5, 3, 70, 90), torch.channels_last),
     "video-large": ((3, 2, 3, 66, 80), torch.contiguous_format),
 }
@@ -211,6 +211,49 @@ def test_box_transforms_match_the_reference_in_every_dtype(name, size, dtype):
     expected = reference_box_transform(name, x, t.last_params)
     atol = 1 if dtype == torch.uint8 else 4 * torch.finfo(dtype).eps
     torch.testing.assert_close(y.double(), expected.double(), rtol=0, atol=atol)
+
+
+def _path_taken(t, x):
+    return t._path(x) if t.name == "cutmix" else t._path(x, check_finite=False)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=str)
+@pytest.mark.parametrize("name", BOX)
+def test_large_path_reads_and_writes_only_each_sample_s_box(name, memory_format):
+    """The large CPU path views every box through a nested view over the storage: inputs that
+    start inside a larger storage (a slice of a batch) must still be read at their own offset,
+    and the partner batch passed separately at its own."""
+    assert F.nested_views_available()  # the pinned PyTorch has it: the fast path cannot vanish
+    whole = _batch((9, 3, 70, 90)).contiguous(memory_format=memory_format)
+    x = whole[2:7]
+    assert x.storage_offset() > 0
+    t = T.build(name)
+    assert _path_taken(t, x) == "large"
+    for seed in range(3):
+        y = t(x, generator=_gen(seed))
+        torch.testing.assert_close(y, reference_box_transform(name, x, t.last_params), rtol=0, atol=1e-6)
+        assert y.is_contiguous(memory_format=memory_format)
+    assert torch.equal(whole[2:7], x)  # nothing written into the input's storage
+    if name == "cutmix":
+        partner = _batch((8, 3, 70, 90), seed=4)[3:8]
+        y = t(x, partner=partner, generator=_gen())
+        torch.testing.assert_close(y, reference_box_transform(name, x, t.last_params, partner), rtol=0, atol=0)
+
+
+def test_large_cutout_mean_falls_back_when_a_box_row_is_not_finite():
+    """The large path's mean multiplies the box rows' pixels outside the box by 0; an inf there
+    must not reach the mean (the exact path takes over)."""
+    x = _batch((4, 3, 70, 90))
+    t = T.build("cutout")
+    t(x, generator=_gen())
+    params = t.last_params
+    (top, left), (h, w) = params["start"][1].tolist(), params["size"][1].tolist()
+    column = left + w if left + w < 90 else left - 1  # in a box row, just outside the box
+    bad = x.clone()
+    bad[1, 0, top, column] = float("inf")
+    y = t(bad, params=params)
+    torch.testing.assert_close(y, reference_box_transform("cutout", bad, params), rtol=0, atol=1e-6)
+    assert torch.isfinite(y[1, :, top:top + h, left:left + w]).all()
 
 
 @pytest.mark.parametrize("name", BOX)

@@ -206,8 +206,9 @@ class _BoxTransform(NegativeTransform):
     def _path(self, x, *others, check_finite=True):
         """How to apply the boxes to ``x``:
 
-        * ``"large"``: large CPU images (cutmix clones the batch and copies only the boxes, as
-          runs of memory; cutout takes each mean from the box rows alone);
+        * ``"large"``: large CPU images: clone the batch and write only the boxes, through one
+          strided view per box (cutmix copies the partner's box; cutout takes each mean from
+          the box rows alone);
         * ``"blend"``: 0/1 weights through ``torch.lerp``, small CPU images whose values are
           all finite (exact for finite values, and the fastest there); with
           ``check_finite=False`` the caller checks that itself;
@@ -216,13 +217,9 @@ class _BoxTransform(NegativeTransform):
         """
         if x.device.type != "cpu" or x.requires_grad or torch.compiler.is_compiling():
             return "mask"
-        if max(x.shape[-2:]) > F._BOX_TABLE_MAX_SIDE and self._bounds(x)[2] * _pixel_elems(x) >= _MIN_RUN:
+        if max(x.shape[-2:]) > F._BOX_TABLE_MAX_SIDE and F.nested_views_available():
             return "large"
         return "blend" if not check_finite or F.all_finite(x, *others) else "mask"
-
-    def _layout(self, x):
-        h_lo, h_hi, w_lo, w_hi = self._bounds(x)
-        return F.run_layout(h_hi, w_lo, w_hi)
 
     def extra_repr(self):
         return f"low={self.low:.4g}, high={self.high:.4g}"
@@ -231,16 +228,6 @@ class _BoxTransform(NegativeTransform):
 def _work_dtype(x: torch.Tensor) -> torch.dtype:
     """The float dtype a transform computes in: ``x``'s for float32/64, float32 otherwise."""
     return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-
-
-_MIN_RUN = 16  # elements; shorter runs do not move at copy speed
-
-
-def _pixel_elems(x) -> int:
-    """Elements per pixel along the last axis of ``x``'s planes (see ``to_planes``)."""
-    channels_last = (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)) or (
-        x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d))
-    return x.shape[1] if channels_last and not x.is_contiguous() else 1
 
 
 class Cutout(_BoxTransform):
@@ -260,13 +247,17 @@ class Cutout(_BoxTransform):
     def apply(self, x, params, partner):
         path = self._path(x, check_finite=False)
         if path == "large":
-            # Large images: the mean from the box rows alone and one blend over the batch beat
-            # the box runs here (a mean fill is not a copy), once a sum shows x is finite.
+            # Large images: the mean from the box rows alone, then a clone of the batch with
+            # only the boxes written. Exact whenever the box rows are finite; otherwise (or for
+            # dtypes the mean is not computed in) the paths below.
+            if x.dtype == _work_dtype(x):
+                planes, m, restore = F.to_planes(x)
+                start, size = params["start"], params["size"]
+                cols = F.box_axes(x.shape, start, size, x.dtype)[1]
+                mean = F.box_mean_from_rows(planes, m, start, size, cols)
+                if mean is not None:
+                    return restore(F.fill_boxes(planes, start, size, m, mean))
             path = "blend" if F.all_finite(x) else "mask"
-            if path == "blend" and x.dtype == _work_dtype(x):
-                rows, cols = F.box_axes(x.shape, params["start"], params["size"], x.dtype)
-                mean = F.box_mean_from_rows(x, params["start"], params["size"], cols)
-                return _keep_format(torch.lerp(x, mean, rows * cols), x)
         if path == "blend":
             work = _work_dtype(x)
             rows, cols = F.box_axes(x.shape, params["start"], params["size"], work)
@@ -314,9 +305,7 @@ class CutMix(_BoxTransform):
                 which = S.arange(x.shape[0], x.device)
                 if partner_m != m or source.shape != planes.shape:  # laid out unlike x
                     source = F.to_planes(partner.contiguous(memory_format=_memory_format(x)))[0]
-            rows_max, run, n_runs = self._layout(x)
-            offsets = F.box_runs(planes.shape, params["start"], params["size"], m, rows_max, run, n_runs)
-            return restore(F.paste_boxes(planes, source, which, offsets, run * m))
+            return restore(F.paste_boxes(planes, source, which, params["start"], params["size"], m))
         if path == "mask":
             return _keep_format(F.select(x, _partner_images(x, params, partner), self._masks(x, params)), x)
         rows, cols = F.box_axes(x.shape, params["start"], params["size"], x.dtype if x.dtype.is_floating_point else torch.float32)

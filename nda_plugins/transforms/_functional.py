@@ -13,8 +13,8 @@ Two ideas keep these close to the speed of a plain copy:
 * A blend with 0/1 weights is exact only for finite values (``x + 0 * (inf - x)`` is NaN), so
   the box transforms use it only where the batch is known to be finite (CPU: one sum), and
   otherwise select with ``torch.where`` (:func:`select`, :func:`box_fill_mean`): a NaN or inf
-  pixel stays where it is. On large CPU images cutmix instead clones the batch and copies only
-  the boxes, as runs of memory (:func:`paste_boxes`), exact for any values.
+  pixel stays where it is. On large CPU images both instead clone the batch and write only
+  the boxes, through one strided view per box (:func:`box_views`), exact for any values.
 
 All functions take "planes": a contiguous ``(B, P, H, Wm)`` view of the input in which every
 sample is ``P`` planes of ``H`` rows and ``Wm = W * m`` elements, where ``m`` is 1 for
@@ -237,78 +237,67 @@ def box_fill_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, mean.to(x.dtype), x)
 
 
-# -- box paste: clone the batch, then copy only the boxes ------------------------------------
+# -- box views: clone the batch, then write only the boxes -----------------------------------
 #
-# On the CPU an elementwise op with broadcast masks runs well below memory speed, while a copy
-# and an index_select over runs of a few dozen elements run at it. So for large images the box
-# transforms clone the batch and then move only the boxes' pixels, as runs:
-#
-# * rows: ``rows_max`` row slots per box, slot k holding row ``top + min(k, height - 1)``
-#   (slots past the box repeat its last row);
-# * columns: ``n_runs`` runs of ``run`` pixels per row, run j starting at column
-#   ``left + min(j * run, width - run)``; with ``run <= width <= n_runs * run`` they cover the
-#   box's columns exactly (the last runs may overlap the one before).
-#
-# Every slot lies inside the box, so repeated slots only move the same pixel again, with the
-# same value. A run of ``run * m`` elements starting at any element is a row of the overlapping
-# view ``flat.as_strided((N - L + 1, L), (1, 1))``, so gathering and writing runs is one
-# index_select and one index_copy_ on that view.
+# On the CPU an elementwise op with broadcast masks runs well below memory speed, and PyTorch's
+# scatters (index_copy_, index_put_) move one element at a time. A copy between two strided
+# views runs at memory speed, but a box sits at a different offset in every sample, which one
+# strided view cannot express. A nested tensor can: each component has its own sizes, strides
+# and storage offset. So for large images the box transforms clone the batch, view every
+# sample's box as one component of a nested view over the clone's storage, and write all boxes
+# with one ``torch._foreach_copy_``: the number of Python calls does not depend on the batch.
 
 
-def _runs_of(flat: torch.Tensor, length: int) -> torch.Tensor:
-    """Every run of ``length`` consecutive elements of a 1-D contiguous tensor, as rows."""
-    return flat.as_strided((flat.numel() - length + 1, length), (1, 1))
+def nested_views_available() -> bool:
+    """Whether this PyTorch has the nested view :func:`box_views` builds on."""
+    return hasattr(torch, "_nested_view_from_buffer")
 
 
-def box_runs(planes_shape, start: torch.Tensor, size: torch.Tensor, m: int, rows_max: int, run: int, n_runs: int):
-    """Element offsets, within a sample, of the runs that cover each sample's box.
+def box_views(planes: torch.Tensor, start: torch.Tensor, size: torch.Tensor, m: int,
+              sample: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """Each sample's box of ``planes`` as a strided view, all made in one call.
 
     Args:
-        planes_shape: ``(B, P, H, W * m)`` (see :func:`to_planes`).
-        start, size: ``(B, 2)`` boxes; every height ``<= rows_max`` and every width in
-            ``[run, n_runs * run]``.
+        planes: ``(B, P, H, W * m)`` contiguous CPU planes (see :func:`to_planes`).
+        start, size: ``(B, 2)`` CPU boxes, as from :func:`~._sampling.boxes`; they must lie
+            inside the image (the views are not bounds-checked).
         m: elements per pixel along the last axis.
-        rows_max, run, n_runs: the fixed run layout (see above).
+        sample: ``(B,)`` long, whose planes box ``i`` is taken from (default: sample ``i``).
 
     Returns:
-        ``(B, P, rows_max, n_runs)`` long offsets of each run's first element.
+        ``B`` views sharing ``planes``' memory, view ``i`` shaped ``(P, height_i, width_i, m)``.
     """
-    b, p, h, wm = planes_shape
+    b, p, h, wm = planes.shape
     device = start.device
-    height, width = size[:, :1], size[:, 1:]
-    k = S.arange(rows_max, device)
-    rows = torch.minimum(k, height - 1).add_(start[:, :1])  # (B, rows_max)
-    first = S._cached(("run_firsts", n_runs, run), device, lambda: torch.arange(n_runs) * run)
-    rel = torch.minimum(first, width - run)  # (B, n_runs) run start relative to the box
-    plane = S._cached(("plane_offsets", p, h * wm), device, lambda: (torch.arange(p) * (h * wm)).view(1, p, 1, 1))
-    offsets = (rows * wm).view(b, 1, rows_max, 1) + ((rel + start[:, 1:]) * m).view(b, 1, 1, n_runs) + plane
-    return offsets
+    per = p * h * wm
+    first = S.arange(b, device) if sample is None else sample
+    # Offsets count from the start of the storage, not of the buffer view.
+    offsets = first * per + start[:, 0] * wm + start[:, 1] * m + planes.storage_offset()
+    sizes = torch.cat([S._cached(("box_view_planes", b, p), device, lambda: torch.full((b, 1), p)), size,
+                       S._cached(("box_view_pixel", b, m), device, lambda: torch.full((b, 1), m))], dim=1)
+    strides = S._cached(("box_view_strides", b, p, h, wm, m), device,
+                        lambda: torch.tensor([h * wm, wm, m, 1]).expand(b, 4).contiguous())
+    return torch._nested_view_from_buffer(planes.view(-1), sizes, strides, offsets).unbind()
 
 
-def run_layout(rows_max: int, width_lo: int, width_hi: int) -> tuple[int, int, int]:
-    """``(rows_max, run, n_runs)`` for boxes with heights ``<= rows_max`` and widths in
-    ``[width_lo, width_hi]``: the fewest runs that reach ``width_hi``, each as short as that
-    allows (``run <= width_lo``, so a run never leaves its box)."""
-    n_runs = -(-width_hi // width_lo)
-    return rows_max, -(-width_hi // n_runs), n_runs
-
-
-def paste_boxes(planes, source, source_sample, offsets, run_elems: int) -> torch.Tensor:
+def paste_boxes(planes, source, source_sample, start, size, m: int) -> torch.Tensor:
     """``planes`` with each sample's box replaced by the same box of ``source[source_sample]``.
 
-    Args:
-        planes, source: ``(B, P, H, W * m)`` contiguous, the same shape.
-        source_sample: ``(B,)`` long, which sample of ``source`` fills each box.
-        offsets: from :func:`box_runs`.
-        run_elems: ``run * m``.
+    Exact for any values (a copy); ``planes`` and ``source`` are ``(B, P, H, W * m)``
+    contiguous CPU tensors of the same shape.
     """
-    b = planes.shape[0]
-    per = planes[0].numel()
     out = planes.clone()
-    samples = S._cached(("sample_offsets", b, per), planes.device, lambda: (torch.arange(b) * per).view(b, 1, 1, 1))
-    src = (offsets + (source_sample * per).view(b, 1, 1, 1)).view(-1)
-    runs = _runs_of(source.view(-1), run_elems).index_select(0, src)
-    _runs_of(out.view(-1), run_elems).index_copy_(0, (offsets + samples).view(-1), runs)
+    torch._foreach_copy_(box_views(out, start, size, m), box_views(source, start, size, m, source_sample))
+    return out
+
+
+def fill_boxes(planes, start, size, m: int, value: torch.Tensor) -> torch.Tensor:
+    """``planes`` with each sample's box filled with ``value``, ``(B, P, m)`` per plane and
+    element of a pixel (cast to ``planes``' dtype)."""
+    out = planes.clone()
+    b, p = planes.shape[:2]
+    fill = value.to(planes.dtype).view(b, p, 1, 1, m).unbind(0)
+    torch._foreach_copy_(box_views(out, start, size, m), fill)
     return out
 
 
@@ -351,43 +340,45 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return product.sum(dim=(-2, -1), keepdim=True).div_(area), product
 
 
-def box_mean_from_rows(x: torch.Tensor, start: torch.Tensor, size: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """The same mean as :func:`box_mean`, reading only the rows each box covers (finite ``x``
-    only: a NaN in a box row outside the box leaks through the column weights).
+def box_mean_from_rows(planes: torch.Tensor, m: int, start: torch.Tensor, size: torch.Tensor,
+                       cols: torch.Tensor) -> torch.Tensor | None:
+    """The per-plane box mean of large images, reading only the rows each box covers; ``None``
+    when a value in those rows is not finite (the caller then takes an exact path).
 
-    For large images, where :func:`box_mean`'s ``x * mask`` product (a batch-sized write and
-    read) costs more than the blend that uses the mean. Every plane's box rows are summed with
-    one ``embedding_bag`` (a weighted sum of selected rows): bag ``(b, plane)`` lists ``H``
-    rows, the box's own rows with weight 1, then its last row again with weight 0 (already in
-    cache, so it costs compute, not memory traffic); the fixed bag length keeps shapes static.
-    The columns are then a dot product with the column indicator.
+    Every plane's box rows are summed with one ``embedding_bag`` (a weighted sum of selected
+    rows): bag ``(b, plane)`` lists ``H`` rows, the box's own rows with weight 1, then its last
+    row again with weight 0 (already in cache, so it costs compute, not memory traffic); the
+    fixed bag length keeps shapes static. The columns are then a dot product with the column
+    indicator. Both steps multiply pixels outside the box by 0, which is exact only for finite
+    values; a NaN or inf anywhere in the box rows makes a column sum non-finite, so one small
+    sum over the column sums shows whether the mean is exact.
 
     Args:
-        x: the batch, ``float32`` or ``float64``.
+        planes: ``(B, P, H, W * m)`` float32 or float64 planes (see :func:`to_planes`).
+        m: elements per pixel along the last axis.
         start, size: ``(B, 2)`` boxes, as from :func:`~._sampling.boxes`.
-        cols: the column indicator from :func:`box_axes`, in ``x``'s dtype.
+        cols: the column indicator from :func:`box_axes` (``B * W`` values), in the planes'
+            dtype.
 
     Returns:
-        The mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``.
+        ``(B, P, m)`` means, or ``None``.
     """
-    planes, m, _ = to_planes(x)
     b, p, h, wm = planes.shape
     w = wm // m
     device = planes.device
     height = size[:, :1]
     offsets = S.arange(h, device)
     rows = torch.minimum(offsets, height - 1).add_(start[:, :1])  # (B, H) row of each bag entry
-    weight = (offsets < height).to(x.dtype).unsqueeze(1).expand(b, p, h).reshape(b * p, h)
+    weight = (offsets < height).to(planes.dtype).unsqueeze(1).expand(b, p, h).reshape(b * p, h)
     first_row = S._cached(("plane_rows", b, p, h), device, lambda: torch.arange(0, b * p * h, h).view(b, p, 1))
     index = (first_row + rows.unsqueeze(1)).view(b * p, h)
     sums = torch.nn.functional.embedding_bag(
         index, planes.view(-1, wm), mode="sum", per_sample_weights=weight
     )  # (B * P, W * m): each plane's box rows, summed
+    if not all_finite(sums):
+        return None
     sums = (sums.view(b, p, w, m) * cols.reshape(b, 1, w, 1)).sum(dim=2)  # (B, P, m)
-    mean = sums / size.prod(dim=1).view(b, 1, 1)
-    if m > 1:  # channels-last planes hold (frames, channels); x's order is (channels, frames)
-        mean = mean.transpose(1, 2)
-    return mean.reshape(x.shape[:-2] + (1, 1))
+    return sums.div_(size.prod(dim=1).view(b, 1, 1))
 
 
 def blend01(x: torch.Tensor, other: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
