@@ -240,6 +240,17 @@ def test_large_path_reads_and_writes_only_each_sample_s_box(name, memory_format)
         torch.testing.assert_close(y, reference_box_transform(name, x, t.last_params, partner), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("size", [8, 80])
+def test_cutmix_gradient_reaches_partner_images_that_require_grad(size):
+    x = _batch((4, 3, size, size))
+    partner = _batch((4, 3, size, size), seed=5).requires_grad_()
+    t = T.build("cutmix")
+    y = t(x, partner=partner, generator=_gen())
+    y.sum().backward()
+    expected = reference_box_transform("cutmix", torch.zeros_like(x), t.last_params, torch.ones_like(x))
+    assert torch.equal(partner.grad, expected)  # 1 inside each box, 0 elsewhere
+
+
 def test_large_cutout_mean_falls_back_when_a_box_row_is_not_finite():
     """The large path's mean multiplies the box rows' pixels outside the box by 0; an inf there
     must not reach the mean (the exact path takes over)."""

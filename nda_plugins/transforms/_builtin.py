@@ -212,10 +212,10 @@ class _BoxTransform(NegativeTransform):
         * ``"blend"``: 0/1 weights through ``torch.lerp``, small CPU images whose values are
           all finite (exact for finite values, and the fastest there); with
           ``check_finite=False`` the caller checks that itself;
-        * ``"mask"``: ``torch.where``, exact for any values: other devices, inputs that require
-          grad, and under ``torch.compile`` (which fuses it).
+        * ``"mask"``: ``torch.where``, exact for any values: other devices, inputs (``x`` or
+          partner images) that require grad, and under ``torch.compile`` (which fuses it).
         """
-        if x.device.type != "cpu" or x.requires_grad or torch.compiler.is_compiling():
+        if x.device.type != "cpu" or torch.compiler.is_compiling() or any(t.requires_grad for t in (x, *others)):
             return "mask"
         if max(x.shape[-2:]) > F._BOX_TABLE_MAX_SIDE and F.nested_views_available():
             return "large"
