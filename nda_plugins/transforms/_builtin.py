@@ -254,7 +254,7 @@ class Cutout(_BoxTransform):
                 planes, m, restore = F.to_planes(x)
                 start, size = params["start"], params["size"]
                 cols = F.box_axes(x.shape, start, size, x.dtype)[1]
-                mean = F.box_mean_from_rows(planes, m, start, size, cols)
+                mean = F.box_mean_from_rows(planes, m, start, size, cols, self._bounds(x)[1])
                 if mean is not None:
                     return restore(F.fill_boxes(planes, start, size, m, mean))
             path = "blend" if F.all_finite(x) else "mask"

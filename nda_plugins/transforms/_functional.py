@@ -269,12 +269,15 @@ def box_views(planes: torch.Tensor, start: torch.Tensor, size: torch.Tensor, m: 
     """
     b, p, h, wm = planes.shape
     device = start.device
-    per = p * h * wm
     first = S.arange(b, device) if sample is None else sample
-    # Offsets count from the start of the storage, not of the buffer view.
-    offsets = first * per + start[:, 0] * wm + start[:, 1] * m + planes.storage_offset()
-    sizes = torch.cat([S._cached(("box_view_planes", b, p), device, lambda: torch.full((b, 1), p)), size,
-                       S._cached(("box_view_pixel", b, m), device, lambda: torch.full((b, 1), m))], dim=1)
+    # offset = sample * per_sample + top * row + left * pixel, as one addmv. Offsets count from
+    # the start of the storage, not of the buffer view.
+    coef = S._cached(("box_view_coef", wm, m), device, lambda: torch.tensor([wm, m]))
+    offsets = torch.addmv(first, start, coef, beta=p * h * wm)
+    if planes.storage_offset():
+        offsets.add_(planes.storage_offset())
+    sizes = S._cached(("box_view_sizes", b, p, m), device, lambda: torch.tensor([p, 0, 0, m]).repeat(b, 1)).clone()
+    sizes[:, 1:3] = size
     strides = S._cached(("box_view_strides", b, p, h, wm, m), device,
                         lambda: torch.tensor([h * wm, wm, m, 1]).expand(b, 4).contiguous())
     return torch._nested_view_from_buffer(planes.view(-1), sizes, strides, offsets).unbind()
@@ -341,14 +344,14 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 def box_mean_from_rows(planes: torch.Tensor, m: int, start: torch.Tensor, size: torch.Tensor,
-                       cols: torch.Tensor) -> torch.Tensor | None:
+                       cols: torch.Tensor, rows_max: int) -> torch.Tensor | None:
     """The per-plane box mean of large images, reading only the rows each box covers; ``None``
     when a value in those rows is not finite (the caller then takes an exact path).
 
     Every plane's box rows are summed with one ``embedding_bag`` (a weighted sum of selected
-    rows): bag ``(b, plane)`` lists ``H`` rows, the box's own rows with weight 1, then its last
-    row again with weight 0 (already in cache, so it costs compute, not memory traffic); the
-    fixed bag length keeps shapes static. The columns are then a dot product with the column
+    rows): bag ``(b, plane)`` lists ``rows_max`` rows, the box's own rows with weight 1, then
+    its last row again with weight 0 (already in cache, so it costs compute, not memory
+    traffic); the fixed bag length keeps shapes static. The columns are then a dot product with the column
     indicator. Both steps multiply pixels outside the box by 0, which is exact only for finite
     values; a NaN or inf anywhere in the box rows makes a column sum non-finite, so one small
     sum over the column sums shows whether the mean is exact.
@@ -359,6 +362,7 @@ def box_mean_from_rows(planes: torch.Tensor, m: int, start: torch.Tensor, size: 
         start, size: ``(B, 2)`` boxes, as from :func:`~._sampling.boxes`.
         cols: the column indicator from :func:`box_axes` (``B * W`` values), in the planes'
             dtype.
+        rows_max: the largest box height the boxes may have (the bag length).
 
     Returns:
         ``(B, P, m)`` means, or ``None``.
@@ -367,11 +371,11 @@ def box_mean_from_rows(planes: torch.Tensor, m: int, start: torch.Tensor, size: 
     w = wm // m
     device = planes.device
     height = size[:, :1]
-    offsets = S.arange(h, device)
-    rows = torch.minimum(offsets, height - 1).add_(start[:, :1])  # (B, H) row of each bag entry
-    weight = (offsets < height).to(planes.dtype).unsqueeze(1).expand(b, p, h).reshape(b * p, h)
+    offsets = S.arange(rows_max, device)
+    rows = torch.minimum(offsets, height - 1).add_(start[:, :1])  # (B, rows_max) row of each bag entry
+    weight = (offsets < height).to(planes.dtype).unsqueeze(1).expand(b, p, rows_max).reshape(b * p, rows_max)
     first_row = S._cached(("plane_rows", b, p, h), device, lambda: torch.arange(0, b * p * h, h).view(b, p, 1))
-    index = (first_row + rows.unsqueeze(1)).view(b * p, h)
+    index = (first_row + rows.unsqueeze(1)).view(b * p, rows_max)
     sums = torch.nn.functional.embedding_bag(
         index, planes.view(-1, wm), mode="sum", per_sample_weights=weight
     )  # (B * P, W * m): each plane's box rows, summed
