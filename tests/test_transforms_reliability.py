@@ -251,6 +251,16 @@ def test_cutmix_gradient_reaches_partner_images_that_require_grad(size):
     assert torch.equal(partner.grad, expected)  # 1 inside each box, 0 elsewhere
 
 
+@pytest.mark.parametrize("size", [8, 80])
+@pytest.mark.parametrize("name", BOX)
+def test_box_params_replay_in_any_integer_dtype(name, size):
+    x = _batch((4, 3, size, size))
+    t = T.build(name)
+    y = t(x, generator=_gen())
+    params = {key: value.to(torch.int32) for key, value in t.last_params.items()}
+    assert torch.equal(t(x, params=params), y)
+
+
 def test_large_cutout_mean_falls_back_when_a_box_row_is_not_finite():
     """The large path's mean multiplies the box rows' pixels outside the box by 0; an inf there
     must not reach the mean (the exact path takes over)."""

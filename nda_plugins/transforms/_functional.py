@@ -269,11 +269,11 @@ def box_views(planes: torch.Tensor, start: torch.Tensor, size: torch.Tensor, m: 
     """
     b, p, h, wm = planes.shape
     device = start.device
-    first = S.arange(b, device) if sample is None else sample
+    first = S.arange(b, device) if sample is None else sample.long()  # replays may hold int32
     # offset = sample * per_sample + top * row + left * pixel, as one addmv. Offsets count from
     # the start of the storage, not of the buffer view.
     coef = S._cached(("box_view_coef", wm, m), device, lambda: torch.tensor([wm, m]))
-    offsets = torch.addmv(first, start, coef, beta=p * h * wm)
+    offsets = torch.addmv(first, start.long(), coef, beta=p * h * wm)
     if planes.storage_offset():
         offsets.add_(planes.storage_offset())
     sizes = S._cached(("box_view_sizes", b, p, m), device, lambda: torch.tensor([p, 0, 0, m]).repeat(b, 1)).clone()
