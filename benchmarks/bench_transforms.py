@@ -12,7 +12,9 @@ For each shape and device it times, interleaved and repeated:
 * with ``--compiled``, every transform again after ``t.compile()`` (its deterministic half
   through ``torch.compile``; compiling takes a few seconds per transform and shape).
 
-and prints a table plus a JSON file. Figures are ratios, never absolute speed claims:
+and prints a table plus a JSON file. Figures are ratios, never absolute speed claims; each is
+the median over rounds of the ratio of two times taken in the same round (so a change in the
+machine's load during the run moves both), and the JSON also keeps each op's median time:
 
 * ``vs clone``   = time(clone) / time(op)          (throughput relative to a copy; higher is better)
 * ``x index_sel`` = time(op) / time(index_select)   (latency relative to a gather; lower is better)
@@ -196,18 +198,25 @@ def bench_shape(label, shape, device, repeats, inner, slow_inner, compiled=False
         for key, (fn, reps) in ops.items():
             samples[key].append(run(fn, reps))
     med = {k: statistics.median(v) for k, v in samples.items()}
+
+    def ratio(a, b):
+        """Median over rounds of time(a) / time(b), both timed in the same round."""
+        if a not in samples or b not in samples:
+            return None
+        return statistics.median(ta / tb for ta, tb in zip(samples[a], samples[b]))
+
     rows = []
     for name in OURS:
         row = {
             "transform": name,
-            "vs_clone": med["clone"] / med[name],
-            "x_index_select": med[name] / med["index_select"],
-            "loop_over_ours": med[f"loop:{name}"] / med[name],
-            "kornia_over_ours": (med[f"kornia:{name}"] / med[name]) if f"kornia:{name}" in med else None,
-            "kornia_vs_clone": (med["clone"] / med[f"kornia:{name}"]) if f"kornia:{name}" in med else None,
-            "loop_vs_clone": med["clone"] / med[f"loop:{name}"],
-            "compiled_vs_clone": (med["clone"] / med[f"compiled:{name}"]) if compiled else None,
-            "vs_randn_like": med["randn_like"] / med[name],
+            "vs_clone": ratio("clone", name),
+            "x_index_select": ratio(name, "index_select"),
+            "loop_over_ours": ratio(f"loop:{name}", name),
+            "kornia_over_ours": ratio(f"kornia:{name}", name),
+            "kornia_vs_clone": ratio("clone", f"kornia:{name}"),
+            "loop_vs_clone": ratio("clone", f"loop:{name}"),
+            "compiled_vs_clone": ratio("clone", f"compiled:{name}"),
+            "vs_randn_like": ratio("randn_like", name),
         }
         row["target"], row["meets_target"] = target(label, name, row)
         rows.append(row)

@@ -61,3 +61,29 @@ def test_bench_compiled_column(monkeypatch, bench):
     assert all(row["compiled_vs_clone"] > 0 for row in result["rows"])
     header = bench.markdown(result).splitlines()[2]
     assert header.endswith("`t.compile()`: throughput vs `clone` |")
+
+
+def test_ratios_pair_the_times_of_one_round(monkeypatch, bench):
+    """A ratio is the median over rounds of two times from the same round: rounds in which the
+    machine runs everything 3x slower leave it unchanged, and so does one disturbed measurement
+    (a ratio of medians would read 1.5 here)."""
+    monkeypatch.setattr(bench, "kornia_ops", lambda: {})
+    monkeypatch.setattr(bench, "OURS", ["jigsaw"])
+    monkeypatch.setattr(bench, "LOOPS", {"jigsaw": bench.LOOPS["jigsaw"]})
+    base = (1.0, 1.0, 4.0, 2.0, 8.0)  # clone, index_select, randn_like, jigsaw, loop:jigsaw
+    rounds = [[3 * t for t in base], list(base), [10.0] + list(base[1:])]  # slow, normal, disturbed clone
+    times = [list(base)] + rounds  # one warm-up call per op, then the rounds
+    calls = iter(t for row in times for t in row)
+
+    def timer(device, clock="wall"):
+        def run(fn, reps):
+            fn()
+            return next(calls)
+        return run
+
+    monkeypatch.setattr(bench, "_timer", timer)
+    result = bench.bench_shape("memory-bound", (4, 3, 8, 8), torch.device("cpu"), repeats=3, inner=1, slow_inner=1)
+    (row,) = result["rows"]
+    assert row["vs_clone"] == pytest.approx(0.5) and row["x_index_select"] == pytest.approx(2.0)
+    assert row["loop_over_ours"] == pytest.approx(4.0) and row["vs_randn_like"] == pytest.approx(2.0)
+    assert result["median_seconds"]["clone"] == pytest.approx(3.0)
