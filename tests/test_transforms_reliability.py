@@ -251,6 +251,21 @@ def test_cutmix_gradient_reaches_partner_images_that_require_grad(size):
     assert torch.equal(partner.grad, expected)  # 1 inside each box, 0 elsewhere
 
 
+@pytest.mark.parametrize("name", BOX)
+def test_large_images_without_nested_views_take_the_other_paths(name, monkeypatch):
+    """The box views rest on a private PyTorch function; where it is missing, large images
+    must still give the exact result through the blend or mask path."""
+    monkeypatch.setattr(F, "nested_views_available", lambda: False)
+    x = _batch((4, 3, 70, 90))
+    t = T.build(name)
+    assert _path_taken(t, x) == "blend"
+    bad = _poison(x, float("nan"), 3, 0)
+    for batch in (x, bad):
+        y = t(batch, generator=_gen())
+        expected = reference_box_transform(name, batch, t.last_params)
+        torch.testing.assert_close(y, expected, rtol=0, atol=1e-6, equal_nan=True)
+
+
 @pytest.mark.parametrize("size", [8, 80])
 @pytest.mark.parametrize("name", BOX)
 def test_box_params_replay_in_any_integer_dtype(name, size):
