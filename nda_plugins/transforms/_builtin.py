@@ -215,7 +215,8 @@ class _BoxTransform(NegativeTransform):
         * ``"mask"``: ``torch.where``, exact for any values: other devices, inputs (``x`` or
           partner images) that require grad, and under ``torch.compile`` (which fuses it).
         """
-        if x.device.type != "cpu" or torch.compiler.is_compiling() or any(t.requires_grad for t in (x, *others)):
+        if (x.device.type != "cpu" or x.requires_grad or torch.compiler.is_compiling()
+                or any(o.requires_grad for o in others)):
             return "mask"
         if max(x.shape[-2:]) > F._BOX_TABLE_MAX_SIDE and F.nested_views_available():
             return "large"
