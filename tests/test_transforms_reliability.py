@@ -311,6 +311,100 @@ def test_the_three_box_paths_agree(name, monkeypatch):
 # 3. params= replays must fit x
 # ----------------------------------------------------------------------------------------------
 
+def _mixup_reference(x, params, partner=None):
+    """``gamma * x + (1 - gamma) * partner`` per sample, in float64 (the mathematical mix: an inf
+    stays inf unless it meets an inf of the other sign)."""
+    other = x[params["partner"]] if partner is None else partner
+    gamma = params["gamma"].double().view((-1,) + (1,) * (x.dim() - 1))
+    return (gamma * x.double() + (1 - gamma) * other.double()).to(x.dtype)
+
+
+def _count_calls(monkeypatch, module, name):
+    calls = []
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+MIX_LAYOUTS = {
+    "image": ((6, 3, 16, 16), torch.contiguous_format),
+    "channels-last": ((6, 3, 16, 16), torch.channels_last),
+    "video": ((4, 3, 2, 16, 16), torch.contiguous_format),
+    "video-channels-last": ((4, 3, 2, 16, 16), torch.channels_last_3d),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("layout", MIX_LAYOUTS)
+def test_large_mixup_mixes_in_one_pass_like_the_reference(layout, dtype, monkeypatch):
+    """Large CPU batches are mixed by one embedding_bag over rows (``F.mix_rows``); the
+    threshold is lowered so that a small batch takes that path too."""
+    monkeypatch.setattr(F, "MIX_ROWS_MIN_BYTES", 0)
+    calls = _count_calls(monkeypatch, F, "mix_rows")
+    shape, memory_format = MIX_LAYOUTS[layout]
+    x = _batch(shape, dtype).contiguous(memory_format=memory_format)
+    before = x.clone()
+    t = T.build("mixup")
+    for seed in range(3):
+        y = t(x, generator=_gen(seed))
+        torch.testing.assert_close(y, _mixup_reference(x, t.last_params), rtol=0, atol=1e-6)
+        assert y.dtype == dtype and y.is_contiguous(memory_format=memory_format)
+        assert not torch.equal(y, x)
+    assert len(calls) == 3 and torch.equal(x, before)
+    # a replay with int32 partners gives the same negatives
+    params = {**t.last_params, "partner": t.last_params["partner"].to(torch.int32)}
+    assert torch.equal(t(x, params=params), y)
+
+
+def test_large_mixup_keeps_nan_and_inf(monkeypatch):
+    monkeypatch.setattr(F, "MIX_ROWS_MIN_BYTES", 0)
+    x = _poison(_batch((6, 3, 16, 16)), float("nan"), 3, 0)
+    x = _poison(x, float("inf"), 3, 1)
+    x = _poison(x, float("-inf"), 3, 2)
+    t = T.build("mixup")
+    y = t(x, generator=_gen())
+    torch.testing.assert_close(y, _mixup_reference(x, t.last_params), rtol=0, atol=1e-6, equal_nan=True)
+    assert y.isnan().any() and y.isinf().any()
+
+
+def test_mixup_at_the_default_threshold():
+    """The one-pass path is on by default only from MIX_ROWS_MIN_BYTES, and gives the
+    reference there too (a 12 MiB batch)."""
+    x = _batch((16, 3, 256, 256))
+    assert F.mix_rows_available(x) and not F.mix_rows_available(x[:1])
+    t = T.build("mixup")
+    y = t(x, generator=_gen())
+    torch.testing.assert_close(y, _mixup_reference(x, t.last_params), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["grad", "no-row-length", "strided", "half", "external-partner"])
+def test_mixup_takes_the_gather_blend_where_one_pass_does_not_apply(case, monkeypatch):
+    monkeypatch.setattr(F, "MIX_ROWS_MIN_BYTES", 0)
+    calls = _count_calls(monkeypatch, F, "mix_rows")
+    x = _batch((6, 1, 2, 1031) if case == "no-row-length" else (6, 3, 16, 16))  # 1031: prime
+    kwargs = {}
+    if case == "grad":
+        x.requires_grad_()
+    elif case == "strided":
+        x = _batch((6, 3, 16, 32))[..., ::2]
+    elif case == "half":
+        x = x.to(torch.bfloat16)
+    elif case == "external-partner":
+        kwargs["partner"] = _batch((6, 3, 16, 16), seed=3)
+    t = T.build("mixup")
+    y = t(x, generator=_gen(), **kwargs)
+    expected = _mixup_reference(x.detach().float(), t.last_params, kwargs.get("partner"))
+    torch.testing.assert_close(y.detach().float(), expected, rtol=0, atol=1e-2 if case == "half" else 1e-6)
+    assert calls == []
+
+
+def test_mix_row_length():
+    assert F.mix_row_length(3 * 256 * 256) == 1024
+    assert F.mix_row_length(3 * 16 * 16) == 768
+    assert F.mix_row_length(3 * 96 * 96) == 1024
+    assert F.mix_row_length(257) == 257 and F.mix_row_length(2 * 1031) == 0 and F.mix_row_length(100) == 0
+
+
 SIZE_FREE = {"jigsaw", "stitch", "mixup"}  # their parameters do not depend on the image size
 
 

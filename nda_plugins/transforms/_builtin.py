@@ -263,7 +263,7 @@ class Cutout(_BoxTransform):
             work = _work_dtype(x)
             rows, cols = F.box_axes(x.shape, params["start"], params["size"], work)
             mask = rows * cols
-            mean, scratch = F.box_mean(x, mask)
+            mean, scratch = F.box_mean(x, mask, params["size"])
             # Finite means show that all of x is finite (see box_mean), so the blend is exact:
             # a sum over the means instead of one over the batch.
             if F.all_finite(mean):
@@ -366,7 +366,11 @@ class Mixup(NegativeTransform):
         shape = (x.shape[0],) + (1,) * (x.dim() - 1)
         if x.dtype.is_floating_point:
             gamma = params["gamma"].to(x.dtype).view(shape)
-            if partner is None:  # blend into the gathered partner batch in place
+            if partner is None:
+                if F.mix_rows_available(x):  # large CPU batches: one pass over the data
+                    planes, _, restore = F.to_planes(x)
+                    return restore(F.mix_rows(planes, params["partner"], params["gamma"].to(x.dtype)))
+                # blend into the gathered partner batch in place
                 return _keep_format(x.index_select(0, params["partner"]).lerp_(x, gamma), x)
             return _keep_format(torch.lerp(partner, x, gamma), x)
         gamma = params["gamma"].view(shape)

@@ -8,7 +8,8 @@ Two ideas keep these close to the speed of a plain copy:
 * Masking / blending transforms (cutout, cutmix, mixup) are one ``lerp`` whose per-sample
   parameters broadcast: ``(B, 1, ..., 1)`` weights, or a box mask built from a row and a column
   indicator. The two-image ones blend into the gathered partner batch in place, so a call
-  allocates one batch-sized tensor. On small images the cost is the number of ops, not the data,
+  allocates one batch-sized tensor; large CPU mixup batches are instead one ``embedding_bag``
+  that reads both images and writes the mix in a single pass (:func:`mix_rows`). On small images the cost is the number of ops, not the data,
   so box indicators come from cached lookup tables.
 * A blend with 0/1 weights is exact only for finite values (``x + 0 * (inf - x)`` is NaN), so
   the box transforms use it only where the batch is known to be finite (CPU: one sum), and
@@ -24,6 +25,7 @@ channels-first memory and the number of channels for channels-last memory. See
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -329,7 +331,7 @@ def all_finite(*tensors: torch.Tensor) -> bool:
     return True
 
 
-def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (and per-frame) mean of ``x`` inside each sample's box.
 
     Every pixel enters its plane's sum, times 1 or 0, so the mean is exact for finite ``x``, and
@@ -339,6 +341,7 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.T
     Args:
         x: the batch.
         mask: :func:`box_weights` (0/1) in the float dtype to compute in.
+        size: ``(B, 2)`` the boxes' sides, whose product is each box's area.
 
     Returns:
         ``(mean, scratch)``: the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in
@@ -347,7 +350,7 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.T
     """
     work = x if x.dtype == mask.dtype else x.to(mask.dtype)
     product = work * mask
-    area = mask.sum(dim=(-2, -1), keepdim=True)  # in mask's dtype: no cast in the division
+    area = size.prod(dim=1).view((x.shape[0],) + (1,) * (x.dim() - 1))  # an integer: exact
     return product.sum(dim=(-2, -1), keepdim=True).div_(area), product
 
 
@@ -391,6 +394,79 @@ def box_mean_from_rows(planes: torch.Tensor, m: int, start: torch.Tensor, size: 
         return None
     sums = (sums.view(b, p, w, m) * cols.reshape(b, 1, w, 1)).sum(dim=2)  # (B, P, m)
     return sums.div_(size.prod(dim=1).view(b, 1, 1))
+
+
+#: batches at least this large (in bytes) are mixed by :func:`mix_rows` on the CPU. Below it the
+#: two-pass gather-then-blend is faster here: the data stay in cache, and ``embedding_bag``'s
+#: kernel (about 14 GB/s on one core of the benchmark machine) is then slower than two passes.
+MIX_ROWS_MIN_BYTES = 8 << 20
+
+
+@functools.lru_cache(maxsize=64)
+def mix_row_length(n: int) -> int:
+    """The row length :func:`mix_rows` cuts a sample of ``n`` elements into: the largest divisor
+    of ``n`` in ``[256, 1024]`` (rows long enough to stream, short enough for ``embedding_bag``'s
+    fast kernel), or 0 when ``n`` has none."""
+    for d in range(min(n, 1024), 255, -1):
+        if n % d == 0:
+            return d
+    return 0
+
+
+def mix_rows_available(x: torch.Tensor) -> bool:
+    """Whether :func:`mix_rows` is the faster way to mix ``x`` with its partners: a large float32
+    or float64 CPU batch laid out as contiguous samples (either memory format), on a PyTorch
+    built with FBGEMM (whose ``embedding_bag`` kernel this relies on), outside autograd and
+    ``torch.compile``."""
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad
+            and x.numel() * x.element_size() >= MIX_ROWS_MIN_BYTES and not torch.compiler.is_compiling()
+            and mix_row_length(x[0].numel()) > 0 and _has_fbgemm()
+            and (x.is_contiguous() or x.is_contiguous(memory_format=_channels_last(x))))
+
+
+def _channels_last(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+
+
+@functools.lru_cache(maxsize=1)
+def _has_fbgemm() -> bool:
+    return "fbgemm" in torch.backends.quantized.supported_engines
+
+
+def mix_rows(planes: torch.Tensor, partner: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """``gamma[i] * planes[i] + (1 - gamma[i]) * planes[partner[i]]`` for every sample, in one
+    pass over the data (see :func:`mix_rows_available`).
+
+    Every sample is cut into rows of :func:`mix_row_length` elements, and one ``embedding_bag``
+    sums two weighted rows per output row: the sample's own (weight ``gamma``) and the same row
+    of its partner (weight ``1 - gamma``). It reads both images and writes the result once,
+    where gathering the partners and then blending makes two passes. For finite values the
+    result equals ``torch.lerp(partner images, x, gamma)`` up to rounding. Non-finite values
+    follow the weighted sum: NaN stays NaN, and an inf mixed with a finite value stays inf
+    (``gamma`` is never 0 or 1), where lerp's formula can give NaN for it.
+
+    Args:
+        planes: ``(B, ...)`` contiguous float32/float64 CPU samples.
+        partner: ``(B,)`` integer indices into the batch.
+        gamma: ``(B,)`` weights of each sample's own image, in ``planes``' dtype.
+    """
+    b, n = planes.shape[0], planes[0].numel()
+    row = mix_row_length(n)
+    r = n // row
+    device = planes.device
+    # index[i, j] = (own row, partner's row) of output row j of sample i: i * r + j and
+    # partner[i] * r + j; weight[i, j] = (gamma[i], 1 - gamma[i]). One op each, from cached parts.
+    own, pick = S._cached(("mix_rows_index", b, r), device, lambda: (
+        torch.stack([torch.arange(b).view(b, 1) * r + torch.arange(r), torch.arange(r).expand(b, r)], 2),
+        torch.tensor([0, 1]),
+    ))
+    index = torch.addcmul(own, partner.long().view(b, 1, 1), pick, value=r)
+    base, sign = S._cached(("mix_rows_weight", r, planes.dtype), device, lambda: (
+        torch.tensor([0.0, 1.0], dtype=planes.dtype).expand(1, r, 2), torch.tensor([1.0, -1.0], dtype=planes.dtype)))
+    weight = torch.addcmul(base, gamma.view(b, 1, 1), sign)
+    out = torch.nn.functional.embedding_bag(
+        index.view(b * r, 2), planes.reshape(b * r, row), mode="sum", per_sample_weights=weight.view(b * r, 2))
+    return out.view(planes.shape)
 
 
 def blend01(x: torch.Tensor, other: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
