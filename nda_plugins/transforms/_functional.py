@@ -420,7 +420,7 @@ def mix_rows_available(x: torch.Tensor) -> bool:
     ``torch.compile``."""
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad
             and x.numel() * x.element_size() >= MIX_ROWS_MIN_BYTES and not torch.compiler.is_compiling()
-            and mix_row_length(x[0].numel()) > 0 and _has_fbgemm()
+            and mix_row_length(x.numel() // x.shape[0]) > 0 and _has_fbgemm()
             and (x.is_contiguous() or x.is_contiguous(memory_format=_channels_last(x))))
 
 
@@ -450,7 +450,7 @@ def mix_rows(planes: torch.Tensor, partner: torch.Tensor, gamma: torch.Tensor) -
         partner: ``(B,)`` integer indices into the batch.
         gamma: ``(B,)`` weights of each sample's own image, in ``planes``' dtype.
     """
-    b, n = planes.shape[0], planes[0].numel()
+    b, n = planes.shape[0], planes.numel() // planes.shape[0]
     row = mix_row_length(n)
     r = n // row
     device = planes.device
