@@ -356,6 +356,18 @@ def test_large_mixup_mixes_in_one_pass_like_the_reference(layout, dtype, monkeyp
     assert torch.equal(t(x, params=params), y)
 
 
+def test_large_mixup_reads_a_slice_at_its_own_offset(monkeypatch):
+    monkeypatch.setattr(F, "MIX_ROWS_MIN_BYTES", 0)
+    calls = _count_calls(monkeypatch, F, "mix_rows")
+    whole = _batch((9, 3, 16, 16))
+    x = whole[2:8]
+    assert x.storage_offset() > 0 and x.is_contiguous()
+    t = T.build("mixup")
+    y = t(x, generator=_gen())
+    torch.testing.assert_close(y, _mixup_reference(x, t.last_params), rtol=0, atol=1e-6)
+    assert len(calls) == 1 and torch.equal(whole[2:8], x)
+
+
 def test_large_mixup_keeps_nan_and_inf(monkeypatch):
     monkeypatch.setattr(F, "MIX_ROWS_MIN_BYTES", 0)
     x = _poison(_batch((6, 3, 16, 16)), float("nan"), 3, 0)
