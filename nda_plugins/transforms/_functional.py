@@ -398,7 +398,7 @@ def box_mean_from_rows(planes: torch.Tensor, m: int, start: torch.Tensor, size: 
 
 
 #: batches at least this large (in bytes) are mixed by :func:`mix_rows` on the CPU. On one core
-#: of the benchmark machine the one pass beat the gather-then-blend by 10-30% at 12 and 24 MiB,
+#: of the benchmark machine the one pass beat the gather-then-blend by 12-32% at 12 and 24 MiB,
 #: and was even with it, faster in some runs and slower in others, at 6-7 MiB and at 48 MiB.
 MIX_ROWS_MIN_BYTES = 8 << 20
 
