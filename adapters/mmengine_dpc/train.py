@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runner.train()
     finally:
+        del runner  # with DDP's reducer, which holds the process group (see finish_distributed)
         finish_distributed()
     return 0
 
