@@ -365,14 +365,14 @@ class Mixup(NegativeTransform):
     def apply(self, x, params, partner):
         shape = (x.shape[0],) + (1,) * (x.dim() - 1)
         if x.dtype.is_floating_point:
-            gamma = params["gamma"].to(x.dtype).view(shape)
+            gamma = params["gamma"].to(x.dtype)
             if partner is None:
                 if F.mix_rows_available(x):  # large CPU batches: one pass over the data
                     planes, _, restore = F.to_planes(x)
-                    return restore(F.mix_rows(planes, params["partner"], params["gamma"].to(x.dtype)))
+                    return restore(F.mix_rows(planes, params["partner"], gamma))
                 # blend into the gathered partner batch in place
-                return _keep_format(x.index_select(0, params["partner"]).lerp_(x, gamma), x)
-            return _keep_format(torch.lerp(partner, x, gamma), x)
+                return _keep_format(x.index_select(0, params["partner"]).lerp_(x, gamma.view(shape)), x)
+            return _keep_format(torch.lerp(partner, x, gamma.view(shape)), x)
         gamma = params["gamma"].view(shape)
         other = _partner_images(x, params, partner)
         return _keep_format(F.cast_like(torch.lerp(other.float(), x.float(), gamma), x), x)

@@ -419,8 +419,9 @@ def mix_rows_available(x: torch.Tensor) -> bool:
     or float64 CPU batch laid out as contiguous samples (either memory format), on a PyTorch
     built with FBGEMM (whose ``embedding_bag`` kernel this relies on), outside autograd and
     ``torch.compile``."""
-    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad
-            and x.numel() * x.element_size() >= MIX_ROWS_MIN_BYTES and not torch.compiler.is_compiling()
+    return (x.numel() * x.element_size() >= MIX_ROWS_MIN_BYTES  # first: small batches stop here
+            and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad
+            and not torch.compiler.is_compiling()
             and mix_row_length(x.numel() // x.shape[0]) > 0 and _has_fbgemm()
             and (x.is_contiguous() or x.is_contiguous(memory_format=_channels_last(x))))
 
