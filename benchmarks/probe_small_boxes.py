@@ -1,0 +1,169 @@
+"""Where the time of cutout and cutmix goes on small images, and what else was tried there.
+
+On the latency-bound batch of ``bench_transforms.py`` ((64, 3, 32, 32) float32) a call is a
+handful of small ops; this script times, interleaved in one run and as the median over rounds of
+each op's time over ``x.index_select(0, perm)``'s in the same round:
+
+* the library calls (``t(x, generator=g)``), their parameter draws alone (``t.sample``) and
+  their ``apply`` alone (parameters already drawn);
+* the same ops as the library's blend path, written inline with the parameters already drawn
+  (no checks, no dispatch): what the data and the ops cost by themselves;
+* other ways to do the two expensive steps, the selection (``torch.where``, advanced-indexing
+  gather and ``index_put_`` of the box pixels, an exact blend in integer arithmetic on the float
+  bits) and the box sums (a batched matmul);
+
+and prints a table of microseconds and ratios (no targets: this explains a row of the transform
+table, it does not grade one).
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/probe_small_boxes.py [--repeats 31] [--clock cpu|wall]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+
+from nda_plugins import transforms as T
+from nda_plugins.transforms import _functional as F
+
+SHAPE = (64, 3, 32, 32)
+
+
+def _check_finite(t: torch.Tensor) -> None:
+    if not math.isfinite(float(t.sum())):
+        raise ValueError("the probe's batch must be finite")
+
+
+def ops(shape=SHAPE, seed=0):
+    """``({name: zero-argument callable}, agree)`` for every op this probe times, on one batch;
+    ``agree`` lists ``(name, result, what it stands in for)`` for :func:`check`."""
+    b, c, h, w = shape
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+    gen = torch.Generator().manual_seed(seed)
+    cutmix, cutout = T.build("cutmix"), T.build("cutout")
+    cutmix(x, generator=gen)
+    mix_params = cutmix.last_params
+    cutout(x, generator=gen)
+    out_params = cutout.last_params
+    perm = torch.randperm(b, generator=gen)
+
+    def cutmix_inline():
+        _check_finite(x)
+        rows, cols = F.box_axes(x.shape, mix_params["start"], mix_params["size"], x.dtype)
+        other = x.index_select(0, mix_params["partner"])
+        return torch.lerp(x, other, rows * cols, out=other)
+
+    def cutout_inline():
+        rows, cols = F.box_axes(x.shape, out_params["start"], out_params["size"], x.dtype)
+        mask = rows * cols
+        mean, scratch = F.box_mean(x, mask, out_params["size"])
+        _check_finite(mean)
+        return torch.lerp(x, mean, mask, out=scratch)
+
+    rows, cols = F.box_axes(x.shape, mix_params["start"], mix_params["size"], x.dtype)
+    mask = rows * cols
+    box = mask.bool()
+    other = x.index_select(0, mix_params["partner"])
+    # the box's pixels as (B, hmax, 1) row and (B, 1, wmax) column indices, the last one repeated
+    # to a fixed length (a repeated index rewrites the same value)
+    start, size = mix_params["start"], mix_params["size"]
+    r_idx = torch.minimum(torch.arange(h), size[:, :1] - 1).add_(start[:, :1])[:, : int(size[:, 0].max())]
+    c_idx = torch.minimum(torch.arange(w), size[:, 1:] - 1).add_(start[:, 1:])[:, : int(size[:, 1].max())]
+    r_idx, c_idx = r_idx.unsqueeze(2), c_idx.unsqueeze(1)
+    sample, partner = torch.arange(b).view(b, 1, 1), mix_params["partner"].view(b, 1, 1)
+    patches = x[partner, :, r_idx, c_idx]
+    target = x.clone()
+    x_bits, other_bits, mask_bits = x.view(torch.int32), other.view(torch.int32), mask.to(torch.int32)
+
+    def bit_blend():  # exact for any values: x + m * (other - x) in wrapping int32
+        d = torch.sub(other_bits, x_bits)
+        return torch.addcmul(x_bits, d, mask_bits, out=d).view(torch.float32)
+
+    flat_x, flat_mask = x.view(b, c, h * w), mask.view(b, 1, h * w)
+    # what the alternatives compute, for check(): (name, result, the library's or reference result)
+    agree = [
+        ("cutmix inline", cutmix_inline(), cutmix.apply(x, mix_params, None)),
+        ("cutout inline", cutout_inline(), cutout.apply(x, out_params, None)),
+        ("int32 bit blend", bit_blend(), torch.where(box, other, x)),
+        ("box sums by matmul", torch.bmm(flat_mask, flat_x.transpose(1, 2)).view(b, c), (x * mask).sum(dim=(-2, -1))),
+        ("gathered box pixels", patches.permute(0, 3, 1, 2),
+         torch.stack([x[partner[i, 0, 0], :, r_idx[i, :, 0]][:, :, c_idx[i, 0]] for i in range(b)])),
+    ]
+    return {
+        "index_select (baseline)": lambda: x.index_select(0, perm),
+        "cutmix: call": lambda: cutmix(x, generator=gen),
+        "cutmix: draw parameters": lambda: cutmix.sample(x, gen, external_partner=False),
+        "cutmix: apply (parameters drawn)": lambda: cutmix.apply(x, mix_params, None),
+        "cutmix: blend path inline": cutmix_inline,
+        "cutout: call": lambda: cutout(x, generator=gen),
+        "cutout: draw parameters": lambda: cutout.sample(x, gen, external_partner=False),
+        "cutout: apply (parameters drawn)": lambda: cutout.apply(x, out_params, None),
+        "cutout: blend path inline": cutout_inline,
+        "select: lerp with the 0/1 mask": lambda: torch.lerp(x, other, mask),
+        "select: torch.where": lambda: torch.where(box, other, x),
+        "select: finiteness sum + lerp": lambda: (_check_finite(x), torch.lerp(x, other, mask)),
+        "select: int32 bit blend": bit_blend,
+        "select: gather box pixels (advanced indexing)": lambda: x[partner, :, r_idx, c_idx],
+        "select: index_put_ box pixels": lambda: target.__setitem__((sample, slice(None), r_idx, c_idx), patches),
+        "box sums: product + sum": lambda: (x * mask).sum(dim=(-2, -1)),
+        "box sums: batched matmul": lambda: torch.bmm(flat_mask, flat_x.transpose(1, 2)),
+    }, agree
+
+
+def check(shape=SHAPE) -> list[str]:
+    """Names of the probe's alternatives that compute what they stand in for (all, or it raises)."""
+    agree = ops(shape)[1]
+    for name, got, expected in agree:
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+    return [name for name, _, _ in agree]
+
+
+def _timer(clock):
+    now = time.process_time if clock == "cpu" else time.perf_counter
+
+    def run(fn, reps):
+        t0 = now()
+        for _ in range(reps):
+            fn()
+        return (now() - t0) / reps
+    return run
+
+
+def probe(repeats=31, inner=50, clock="cpu", shape=SHAPE):
+    """``[(name, median µs, median ratio to index_select)]`` over ``repeats`` interleaved rounds."""
+    table = ops(shape)[0]
+    run = _timer(clock)
+    for fn in table.values():  # warm-up
+        run(fn, 2)
+    samples = {k: [] for k in table}
+    for _ in range(repeats):
+        for k, fn in table.items():
+            samples[k].append(run(fn, inner))
+    base = samples["index_select (baseline)"]
+    return [(k, statistics.median(v) * 1e6, statistics.median(a / b for a, b in zip(v, base)))
+            for k, v in samples.items()]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=31)
+    parser.add_argument("--inner", type=int, default=50, help="calls per timed sample")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="cpu")
+    args = parser.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {SHAPE} float32 on cpu, {args.clock} clock")
+    rows = probe(args.repeats, args.inner, args.clock)
+    width = max(len(name) for name, _, _ in rows)
+    print(f"{'op':{width}s}  {'µs':>7s}  {'x index_select':>14s}")
+    for name, micros, ratio in rows:
+        print(f"{name:{width}s}  {micros:7.1f}  {ratio:14.2f}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
