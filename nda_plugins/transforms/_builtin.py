@@ -59,11 +59,7 @@ def _partner_images(x, params, partner):
 
 def _keep_format(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Make ``out`` follow ``x``'s memory format (a no-op when it already does)."""
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return out.contiguous(memory_format=torch.channels_last)
-    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
-        return out.contiguous(memory_format=torch.channels_last_3d)
-    return out.contiguous()
+    return out.contiguous(memory_format=F.memory_format(x))
 
 
 class Jigsaw(NegativeTransform):
@@ -305,7 +301,7 @@ class CutMix(_BoxTransform):
                 source, partner_m, _ = F.to_planes(partner)
                 which = S.arange(x.shape[0], x.device)
                 if partner_m != m or source.shape != planes.shape:  # laid out unlike x
-                    source = F.to_planes(partner.contiguous(memory_format=_memory_format(x)))[0]
+                    source = F.to_planes(partner.contiguous(memory_format=F.memory_format(x)))[0]
             return restore(F.paste_boxes(planes, source, which, params["start"], params["size"], m))
         if path == "mask":
             return _keep_format(F.select(x, _partner_images(x, params, partner), self._masks(x, params)), x)
@@ -316,14 +312,6 @@ class CutMix(_BoxTransform):
             other = x.index_select(0, params["partner"])
             return _keep_format(torch.lerp(x, other, rows * cols, out=other), x)
         return _keep_format(F.blend01(x, _partner_images(x, params, partner), rows * cols), x)
-
-
-def _memory_format(x):
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
-        return torch.channels_last_3d
-    return torch.contiguous_format
 
 
 class Mixup(NegativeTransform):

@@ -63,6 +63,16 @@ def to_planes(x: torch.Tensor) -> tuple[torch.Tensor, int, Restore]:
     return to_planes(x.contiguous())
 
 
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """``x``'s memory format: channels-last (3-D for video) where ``x`` is laid out that way and
+    not also contiguous, the contiguous format otherwise."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
 def _jigsaw_base(b: int, p: int, h: int, grid: int, device) -> torch.Tensor:
     """Run index of ``(b, p, cell-row 0, row r, cell-col 0)``, shaped ``(B, P, 1, ch, 1)``."""
     ch = h // grid
@@ -363,8 +373,8 @@ def box_mean_from_rows(planes: torch.Tensor, m: int, start: torch.Tensor, size: 
     Every plane's box rows are summed with one ``embedding_bag`` (a weighted sum of selected
     rows): bag ``(b, plane)`` lists ``rows_max`` rows, the box's own rows with weight 1, then
     its last row again with weight 0 (already in cache, so it costs compute, not memory
-    traffic); the fixed bag length keeps shapes static. The columns are then a dot product with the column
-    indicator. Both steps multiply pixels outside the box by 0, which is exact only for finite
+    traffic); the fixed bag length keeps shapes static. The columns are then a dot product
+    with the column indicator. Both steps multiply pixels outside the box by 0, which is exact only for finite
     values; a NaN or inf anywhere in the box rows makes a column sum non-finite, so one small
     sum over the column sums shows whether the mean is exact.
 
@@ -423,11 +433,7 @@ def mix_rows_available(x: torch.Tensor) -> bool:
             and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad
             and not torch.compiler.is_compiling()
             and mix_row_length(x.numel() // x.shape[0]) > 0 and _has_fbgemm()
-            and (x.is_contiguous() or x.is_contiguous(memory_format=_channels_last(x))))
-
-
-def _channels_last(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+            and x.is_contiguous(memory_format=memory_format(x)))
 
 
 @functools.lru_cache(maxsize=1)
