@@ -25,7 +25,8 @@
 #   d. summary.txt (also printed), env.txt.
 #
 # Without CUDA it says so, writes summary.txt and exits 0. NDA_GPU_CHECK_DRY_RUN=1 runs every
-# stage on the CPU instead, with tiny repeats (to test this script where there is no GPU).
+# stage on the CPU instead, with tiny repeats (to test this script where there is no GPU); stage a
+# then runs tests/test_cuda.py's checks on the CPU.
 # Exit status: 0 when every stage that ran passed (or there is no CUDA), 1 otherwise.
 set -uo pipefail
 
@@ -130,8 +131,9 @@ if [ -n "$WHEELS" ]; then
 fi
 
 # -- a. the suite's CUDA tests --------------------------------------------------------------------
+# (the dry run runs them on the CPU: NDA_TEST_DEVICE=cpu, see the test file's docstring)
 stage "a. tests/test_cuda.py" 170 "$OUTDIR/test_cuda.log" \
-  "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py --junitxml="$OUTDIR/test_cuda.xml"
+  env NDA_TEST_DEVICE="$DEV" "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py --junitxml="$OUTDIR/test_cuda.xml"
 
 # -- b. the benchmarks ----------------------------------------------------------------------------
 stage "b. bench_transforms" 90 "$OUTDIR/bench_transforms.txt" \

@@ -5,16 +5,22 @@ Run by ``benchmarks/gpu_check.sh`` on a CUDA machine:
 * every registered transform on CUDA in float32 / float16 / bfloat16, contiguous and
   channels-last: shape, dtype, device and memory format kept, the input untouched, no negative
   equal to its source, reproducible from a generator on the device;
-* the hot path (a transform call, ``NDASession.negatives``, ``replace_fakes``, ANDA's
-  ``observe``/``advance`` between updates) makes no host sync, checked with
+* the hot path (a transform call, ``NDASession.negatives``, the losses, ``replace_fakes``,
+  InfoNCE with NDA negatives, NAT, ANDA's ``observe``/``advance`` between updates) makes no host sync, checked with
   ``torch.cuda.set_sync_debug_mode("error")`` after one warm-up call (the first call on a device
   fills small per-device lookup tables, a one-off host-to-device copy);
 * ``compile()`` with Triton (inductor on CUDA) gives the eager result from the same generator state.
+
+``NDA_TEST_DEVICE=cpu`` runs the same tests on the CPU, where there is no host sync to catch and
+``compile()`` uses inductor's C++ backend: that checks this file's own logic where there is no GPU
+(``gpu_check.sh``'s dry run does it, and ``tests/test_gpu_check.py`` runs that dry run).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 
 import pytest
 import torch
@@ -22,18 +28,23 @@ import torch
 from nda_plugins import NDASession, losses
 from nda_plugins import transforms as T
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run benchmarks/gpu_check.sh)")
+#: the device under test: CUDA unless NDA_TEST_DEVICE says otherwise (see the module docstring)
+DEV = os.environ.get("NDA_TEST_DEVICE", "cuda")
+if DEV not in ("cuda", "cpu"):
+    raise ValueError(f"NDA_TEST_DEVICE must be 'cuda' or 'cpu', got {DEV!r}")
+ON_CUDA = DEV == "cuda"
+
+pytestmark = pytest.mark.skipif(ON_CUDA and not torch.cuda.is_available(), reason="needs CUDA (run benchmarks/gpu_check.sh)")
 
 NAMES = T.available()
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-#: the device under test (a module constant so the checks can be dry-run on CPU while editing)
-DEV = "cuda"
 BUILTINS = ["jigsaw", "stitch", "cutout", "cutmix", "mixup", "noise"]
 
 
 def _sync():
-    torch.cuda.synchronize()
+    if ON_CUDA:
+        torch.cuda.synchronize()
 
 
 def _gen(seed=0):
@@ -52,7 +63,11 @@ def _make(name, x):
 
 @contextlib.contextmanager
 def no_host_sync():
-    """Any synchronising CUDA call inside the block raises (``set_sync_debug_mode("error")``)."""
+    """Any synchronising CUDA call inside the block raises (``set_sync_debug_mode("error")``); on
+    the CPU there is no device to wait for, and the block just runs."""
+    if not ON_CUDA:
+        yield
+        return
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -94,15 +109,17 @@ def test_video_on_cuda(name):
 
 def test_generators_live_on_the_device():
     x = _batch()
-    with pytest.raises(ValueError, match="generator must live on the input's device type"):
-        T.build("jigsaw")(x, generator=torch.Generator().manual_seed(0))
+    if ON_CUDA:  # a CPU generator for a CUDA batch (on the CPU there is no other device to mix up)
+        with pytest.raises(ValueError, match="generator must live on the input's device type"):
+            T.build("jigsaw")(x, generator=torch.Generator().manual_seed(0))
     session = NDASession(transform="jigsaw", weight=0.5, seed=3)
     neg, _ = session.negatives(x, step=0)
-    assert session.generator().device.type == DEV and neg.device == x.device
+    assert session.generator.device.type == DEV and neg.device == x.device
     again, _ = NDASession(transform="jigsaw", weight=0.5, seed=3).negatives(x, step=0)
     assert torch.equal(neg, again)
-    with pytest.raises(ValueError, match="use one session per device type"):
-        session.negatives(x.cpu(), step=1)
+    if ON_CUDA:
+        with pytest.raises(ValueError, match="use one session per device type"):
+            session.negatives(x.cpu(), step=1)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -142,9 +159,46 @@ def test_session_step_has_no_host_sync(mode):
     assert torch.isfinite(out).all()
 
 
+def test_loss_hot_path_has_no_host_sync():
+    """The losses, ``replace_fakes``, InfoNCE with NDA negatives, NAT and ANDA's alpha between
+    updates, after one warm-up pass."""
+    from nda_plugins.contrastive import nda_info_nce
+    from nda_plugins.nat import nat_loss
+    from nda_plugins.schedules import AdaptiveAlpha
+
+    real, fake, neg = (torch.randn(8, 1, device=DEV) for _ in range(3))
+    emb = [torch.randn(shape, device=DEV) for shape in ((8, 4), (8, 4), (8, 2, 4))]
+    logits, labels = torch.randn(8, 3, device=DEV), torch.zeros(8, dtype=torch.long, device=DEV)
+    is_negative = torch.zeros(8, dtype=torch.bool, device=DEV)
+    gen = _gen()
+    alpha = AdaptiveAlpha(batch_size=8, interval=8)
+
+    def step():
+        for kind in losses.KINDS:
+            losses.discriminator_loss(real, fake, neg, nda_weight=0.5, kind=kind)
+            losses.generator_loss(fake, kind=kind)
+        mixed, replaced = losses.replace_fakes(fake, neg, nda_weight=0.5, generator=gen)
+        losses.select_replaced(replaced, fake, neg)
+        info = nda_info_nce(emb[0], emb[1], None, emb[2], temperature=0.1, nda_weight=0.5)
+        nat = nat_loss(logits, labels, negative_mask=is_negative)
+        alpha.observe(real)
+        alpha.step()
+        return mixed, info, nat
+
+    step()  # warm-up: per-device lookup tables
+    with no_host_sync():
+        for _ in range(3):  # steps 2-4 of 8: no alpha update (that one syncs, by design)
+            mixed, info, nat = step()
+    _sync()
+    assert mixed.shape == fake.shape and torch.isfinite(info).all() and torch.isfinite(nat).all()
+
+
 @pytest.mark.parametrize("name", BUILTINS)
 def test_compile_with_triton_matches_eager(name):
-    pytest.importorskip("triton")
+    if ON_CUDA:
+        pytest.importorskip("triton")
+    elif not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("torch.compile on CPU needs a C compiler")
     x = _batch(shape=(16, 3, 64, 64))
     eager = _make(name, x)(x, generator=_gen(7))
     compiled_t = _make(name, x).compile()

@@ -60,6 +60,9 @@ def test_dry_run_runs_every_stage_on_the_cpu(tmp_path):
     for stage in (f"[wheels from {wheels}] ok", "[a. tests/test_cuda.py] ok", "[b. bench_transforms] ok", "[b. bench_step] ok"):
         assert stage in summary, summary
     assert "NDA_UPSTREAM_STYLEGAN2_ADA is not set" in summary  # stage c needs a checkout
+    # stage a ran test_cuda.py's checks on the CPU (NDA_TEST_DEVICE=cpu), not skipped them all
+    log = (out / "test_cuda.log").read_text()
+    assert " passed" in log and " failed" not in log and "needs CUDA" not in log, log[-2000:]
     if lightly:
         assert "[e. lightly MoCo on cpu] ok" in summary and "4 passed" in (out / "test_lightly_moco.log").read_text()
     else:
