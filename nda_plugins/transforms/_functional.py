@@ -269,9 +269,24 @@ def box_fill_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # 0.21 of a clone), and ``_foreach_*.List_out`` (computes, then copies).
 
 
+@functools.lru_cache(maxsize=None)
 def nested_views_available() -> bool:
-    """Whether this PyTorch has the nested view :func:`box_views` builds on."""
-    return hasattr(torch, "_nested_view_from_buffer")
+    """Whether this PyTorch has the nested view :func:`box_views` builds on, checked once by
+    writing through two such views that cover part of a buffer. PyTorch 2.3 refuses views that
+    do not cover their whole buffer; there (or where the function is missing), the box
+    transforms take the blend or mask path."""
+    if not hasattr(torch, "_nested_view_from_buffer"):
+        return False
+    buffer = torch.zeros(8)
+    try:
+        views = torch._nested_view_from_buffer(
+            buffer, torch.tensor([[2], [2]]), torch.tensor([[1], [1]]), torch.tensor([1, 5])
+        ).unbind()
+        torch._foreach_copy_(list(views), [torch.ones(2), torch.full((2,), 2.0)])
+    except (RuntimeError, TypeError, AttributeError, NotImplementedError):
+        return False
+    return torch.equal(buffer, torch.tensor([0.0, 1, 1, 0, 0, 2, 2, 0]))
+
 
 
 def box_views(planes: torch.Tensor, start: torch.Tensor, size: torch.Tensor, m: int,
