@@ -13,7 +13,8 @@
 #   b. benchmarks/bench_transforms.py and bench_step.py on CUDA -> bench_transforms.txt/.json,
 #      (ratios in one run; a copy is a device-to-device copy)      bench_step.txt/.json
 #   c. only if NDA_UPSTREAM_STYLEGAN2_ADA names a stylegan2-ada-pytorch checkout: on a private
-#      copy of it, `nda patch apply stylegan2-ada`, `nda patch build-ops` (bias_act, upfirdn2d),
+#      copy of it, `nda patch apply stylegan2-ada`, `nda patch build-ops` (bias_act, upfirdn2d; built
+#      in a private TORCH_EXTENSIONS_DIR),
 #      a tiny 3-tick training without and with --nda checking that the fused ops are loaded and
 #      called (benchmarks/gpu_check_sg2_tick.py), `nda patch revert` and a pristine check; then
 #      bench_step's stylegan2_ada rows on upstream's own networks -> sg2_*.log/.json,
@@ -164,9 +165,15 @@ else
     export PYTHONPATH="$PYTHONPATH:$WORK/stub"
     note "[c. stylegan2-ada] requests is missing: a stand-in module lets upstream's dnnlib import"
   fi
+  # A private build folder for the fused ops: the caller's ~/.cache/torch_extensions stays as it
+  # was, and a lock file left there by another run (older PyTorch waits for as long as one exists;
+  # newer PyTorch leaves an empty one behind after every build) cannot stall this one.
+  export TORCH_EXTENSIONS_DIR=$WORK/torch_extensions
   if stage "c. nda patch apply" 30 "$OUTDIR/sg2_apply.log" nda patch apply stylegan2-ada "$CO"; then
     stage "c. nda patch build-ops" 200 "$OUTDIR/sg2_build_ops.log" nda patch build-ops "$CO"
     for mode in plain nda; do
+      # nothing builds between stages: a lock left by a build that timed out or failed is stale
+      find "$TORCH_EXTENSIONS_DIR" -name lock -type f -delete 2> /dev/null
       flag=(); [ $mode = nda ] && flag=(--nda)
       [ "$DEV" = cpu ] && flag+=(--dry-run)
       (cd "$CO" && stage "c. fused-op tick ($mode)" 120 "$OUTDIR/sg2_tick_$mode.log" \
