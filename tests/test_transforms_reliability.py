@@ -276,7 +276,7 @@ def _unusable_views(*args):
 
 
 @pytest.mark.parametrize("broken", ["missing", "raises", "copies"])
-def test_nested_views_are_probed_once_and_refused_where_they_do_not_alias(broken, monkeypatch):
+def test_nested_views_probe_refuses_missing_failing_or_copying_views(broken, monkeypatch):
     """``nested_views_available`` writes through two views of part of a buffer: a PyTorch without
     the function, one that refuses such views (2.3) or one whose views do not share the
     buffer's memory must send the box transforms to the blend path, not fail or write nothing."""

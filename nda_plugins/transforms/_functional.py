@@ -288,7 +288,6 @@ def nested_views_available() -> bool:
     return torch.equal(buffer, torch.tensor([0.0, 1, 1, 0, 0, 2, 2, 0]))
 
 
-
 def box_views(planes: torch.Tensor, start: torch.Tensor, size: torch.Tensor, m: int,
               sample: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """Each sample's box of ``planes`` as a strided view, all made in one call.
