@@ -356,12 +356,145 @@ def fused_ops(path: str | os.PathLike, *, timeout: float = 900.0) -> dict[str, A
         proc = subprocess.run([sys.executable, "-c", _FUSED_OPS_PROBE], cwd=root, capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"error": f"building the fused ops took more than {timeout:g} s (a stale lock in "
-                         "~/.cache/torch_extensions?)"}
+        return {"error": f"building the fused ops took more than {timeout:g} s (a stale build lock? `nda "
+                         "doctor` lists them; `nda patch build-ops --clear-stale-locks` deletes them)"}
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         return {"error": (proc.stderr or proc.stdout)[-2000:]}
+
+
+# ------------------------------------------------------------------------------------------
+# Build locks of the fused ops
+# ------------------------------------------------------------------------------------------
+#
+# torch.utils.cpp_extension builds each extension in its own folder under a `lock` file. Up to
+# torch 2.13 that file is the lock: a build creates it and deletes it when done, and every other
+# build waits for as long as it exists, so a build that was killed leaves a lock that makes every
+# later build (upstream's `_init()` included) wait forever. torch 2.14 holds an OS lock (flock)
+# on the file instead, which the kernel drops with its holder; the file stays, blocking nothing.
+
+#: the build folders of StyleGAN2-ADA's fused ops (upstream's ``custom_ops.get_plugin`` names)
+FUSED_OPS = ("bias_act_plugin", "upfirdn2d_plugin")
+
+#: states of a build lock file (see :func:`lock_state`)
+LOCK_HELD, LOCK_STALE, LOCK_FREE, LOCK_UNKNOWN = "held", "stale", "free", "unknown"
+
+
+def torch_extensions_dirs() -> list[Path]:
+    """Where ``torch.utils.cpp_extension`` puts built extensions (``TORCH_EXTENSIONS_DIR`` first)."""
+    dirs = []
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        dirs.append(Path(os.environ["TORCH_EXTENSIONS_DIR"]))
+    dirs.append(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch_extensions")
+    return dirs
+
+
+def torch_waits_on_lock_files() -> bool:
+    """Whether this PyTorch's extension builder waits for as long as a ``lock`` file exists
+    (torch <= 2.13), rather than holding an OS lock on it (torch 2.14). Read from its source,
+    without importing it; ``True`` where that cannot be read."""
+    import importlib.util
+
+    try:
+        source = Path(importlib.util.find_spec("torch.utils.cpp_extension").origin).read_text()
+    except (AttributeError, ImportError, OSError, TypeError, ValueError):
+        return True
+    return "FileLock(" not in source
+
+
+def _flock_held(path: Path) -> bool:
+    """Whether some process holds an OS lock (flock) on ``path`` (``False`` without ``fcntl``)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _open_here(path: Path) -> bool | None:
+    """Whether a process of this machine that this user can inspect has ``path`` open (a torch
+    <= 2.13 build keeps its lock file open while it builds); ``None`` without ``/proc``."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    target = os.path.realpath(path)
+    for pid in os.listdir(proc):
+        if not pid.isdigit():
+            continue
+        fd_dir = proc / pid / "fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:  # gone, or another user's process
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd_dir / fd) == target:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def lock_state(path: str | os.PathLike) -> str:
+    """What a build ``lock`` file means for the next build with this PyTorch.
+
+    Returns:
+        :data:`LOCK_HELD` (a build holds it: flock, or open in a process of this machine),
+        :data:`LOCK_STALE` (nothing here holds it, and this PyTorch waits while it exists: a
+        build that was killed left it), :data:`LOCK_FREE` (nothing holds it, and this PyTorch
+        locks by flock, so the file blocks nothing) or :data:`LOCK_UNKNOWN` (no ``/proc`` to
+        tell whether a build has it open).
+    """
+    path = Path(path)
+    if _flock_held(path):
+        return LOCK_HELD
+    if not torch_waits_on_lock_files():
+        return LOCK_FREE
+    opened = _open_here(path)
+    if opened is None:
+        return LOCK_UNKNOWN
+    return LOCK_HELD if opened else LOCK_STALE
+
+
+def fused_op_locks() -> list[tuple[Path, str]]:
+    """``(lock file, state)`` for every lock in the build folders this Python and PyTorch use
+    for the fused ops (:data:`FUSED_OPS`, versioned folders such as ``bias_act_plugin_v1``
+    included)."""
+    import sys
+
+    import torch
+
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        roots = [Path(os.environ["TORCH_EXTENSIONS_DIR"])]
+    else:  # <cache>/torch_extensions/py<major><minor>_<accelerator>, as cpp_extension names it
+        if getattr(torch.version, "hip", None):
+            accelerator = "rocm" + torch.version.hip.replace(".", "")
+        elif torch.version.cuda:
+            accelerator = "cu" + torch.version.cuda.replace(".", "")
+        else:
+            accelerator = "cpu"
+        roots = [torch_extensions_dirs()[-1] / f"py{sys.version_info.major}{sys.version_info.minor}_{accelerator}"]
+    locks = []
+    for root in roots:
+        for op in FUSED_OPS:
+            for lock in sorted(root.glob(op + "*/lock")):
+                locks.append((lock, lock_state(lock)))
+    return locks
 
 
 # ------------------------------------------------------------------------------------------

@@ -511,14 +511,20 @@ def fake_extensions(tmp_path, monkeypatch):
     return root
 
 
-def test_doctor_reports_versions_extras_and_fused_ops(fake_extensions):
+def test_doctor_reports_versions_extras_and_fused_ops(fake_extensions, monkeypatch):
+    from nda_plugins import _patching
+
+    monkeypatch.setattr(_patching, "torch_waits_on_lock_files", lambda: True)  # torch <= 2.13
     out = invoke("doctor").output
     assert f"torch           {torch.__version__}" in out
     assert "python          " in out and "ninja" in out and "gcc" in out and "nvcc" in out
     for extra in ("demo", "lightly", "mmengine", "test"):
         assert f"  {extra} " in out
     assert "bias_act_plugin   built: " + str(fake_extensions / "py311_cu121" / "bias_act_plugin" / "bias_act_plugin.so") in out
-    assert "upfirdn2d_plugin  not built" in out and "stale lock?" in out
+    lock = fake_extensions / "py311_cu121" / "upfirdn2d_plugin" / "lock"
+    assert "upfirdn2d_plugin  not built" in out and "STALE build lock" in out and f"deletes it): {lock}" in out
+    monkeypatch.setattr(_patching, "torch_waits_on_lock_files", lambda: False)  # torch 2.14: flock
+    assert f"build lock file, not held (this torch locks by flock: it blocks nothing): {lock}" in invoke("doctor").output
 
 
 def test_doctor_json(fake_extensions):
@@ -526,6 +532,8 @@ def test_doctor_json(fake_extensions):
     assert info["torch"] == torch.__version__ and info["cuda_available"] == torch.cuda.is_available()
     assert info["extras"]["test"]["pytest"] == "ok"
     assert info["fused_ops"]["bias_act_plugin"]["built"] and not info["fused_ops"]["upfirdn2d_plugin"]["built"]
+    [[lock, state]] = info["fused_ops"]["upfirdn2d_plugin"]["locks"]
+    assert lock.endswith("upfirdn2d_plugin/lock") and state in ("stale", "free")
     assert "upstream" not in info
 
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -264,6 +265,136 @@ def test_build_ops_reports_what_upstreams_init_said(tmp_path, monkeypatch, probe
     out = CliRunner().invoke(patch_cli, ["build-ops", str(root)])
     assert out.exit_code == code and text in out.output
     assert seen["cwd"] == root and "_init()" in seen["code"]  # upstream's own build entry points
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_lock_state_tells_held_stale_free_and_unknown(tmp_path, monkeypatch):
+    fcntl = pytest.importorskip("fcntl")
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    monkeypatch.setattr(_patching, "torch_waits_on_lock_files", lambda: True)  # torch <= 2.13
+    assert _patching.lock_state(lock) == _patching.LOCK_STALE
+    fd = os.open(lock, os.O_RDONLY)  # what a torch <= 2.13 build does while it holds the lock
+    try:
+        assert _patching.lock_state(lock) == _patching.LOCK_HELD
+    finally:
+        os.close(fd)
+    monkeypatch.setattr(_patching, "_open_here", lambda path: None)  # no /proc
+    assert _patching.lock_state(lock) == _patching.LOCK_UNKNOWN
+    monkeypatch.setattr(_patching, "torch_waits_on_lock_files", lambda: False)  # torch 2.14: flock
+    assert _patching.lock_state(lock) == _patching.LOCK_FREE
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a torch 2.14 build does while it holds the lock
+        assert _patching.lock_state(lock) == _patching.LOCK_HELD
+    finally:
+        os.close(fd)
+    assert _patching.lock_state(lock) == _patching.LOCK_FREE
+
+
+_HOLD_LIKE_TORCH = r"""
+import sys, time
+from pathlib import Path
+from nda_plugins import _patching
+if _patching.torch_waits_on_lock_files():  # torch <= 2.13: the file is the lock
+    from torch.utils.file_baton import FileBaton
+    held = FileBaton(sys.argv[1])
+    assert held.try_acquire()
+else:  # torch 2.14: an flock on the file (released if the lock object is collected: keep it)
+    from torch.utils._filelock import FileLock
+    held = FileLock(sys.argv[1])
+    held.acquire()
+Path(sys.argv[1] + ".ready").write_text("")
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_lock_state_of_a_build_lock_taken_by_this_torch_then_killed(tmp_path):
+    """The installed torch's own lock, held by a process that is then killed (SIGKILL, as the OOM
+    killer or a scheduler would): held while it lives; afterwards stale where this torch would
+    wait on the file, free where it locks with flock."""
+    lock = tmp_path / "bias_act_plugin" / "lock"
+    lock.parent.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", _HOLD_LIKE_TORCH, str(lock)])
+    try:
+        for _ in range(600):
+            if Path(str(lock) + ".ready").exists() or child.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert child.poll() is None, "the lock holder exited early"
+        assert _patching.lock_state(lock) == _patching.LOCK_HELD
+    finally:
+        child.kill()
+        child.wait()
+    assert lock.exists()
+    waits = _patching.torch_waits_on_lock_files()
+    assert _patching.lock_state(lock) == (_patching.LOCK_STALE if waits else _patching.LOCK_FREE)
+
+
+@pytest.mark.parametrize("source, waits", [("with FileLock(os.path.join(d, 'lock')):", False),
+                                           ("baton = FileBaton(os.path.join(d, 'lock'))", True), (None, True)])
+def test_torch_waits_on_lock_files_reads_the_builder(tmp_path, monkeypatch, source, waits):
+    import importlib.util
+    import types
+
+    origin = tmp_path / "cpp_extension.py"
+    if source is not None:
+        origin.write_text(source)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: types.SimpleNamespace(origin=str(origin)))
+    assert _patching.torch_waits_on_lock_files() is waits
+
+
+def test_fused_op_locks_look_where_this_python_and_torch_build(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    here = tmp_path / "torch_extensions" / f"py{sys.version_info.major}{sys.version_info.minor}_cu130"
+    other = tmp_path / "torch_extensions" / "py27_cu130"
+    for folder in (here / "bias_act_plugin_v1", here / "upfirdn2d_plugin", here / "other_plugin", other / "bias_act_plugin"):
+        folder.mkdir(parents=True)
+        (folder / "lock").write_text("")
+    monkeypatch.setattr(_patching, "torch_waits_on_lock_files", lambda: True)
+    assert _patching.fused_op_locks() == [(here / "bias_act_plugin_v1" / "lock", "stale"),
+                                          (here / "upfirdn2d_plugin" / "lock", "stale")]
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(other))  # then the ops' folders sit right in it
+    assert _patching.fused_op_locks() == [(other / "bias_act_plugin" / "lock", "stale")]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_build_ops_refuses_a_stale_lock_and_clears_it_when_asked(tmp_path, monkeypatch):
+    import torch
+
+    root = fake_ops_checkout(tmp_path / "checkout")
+    lock = tmp_path / "ext" / "upfirdn2d_plugin" / "lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(_patching, "torch_waits_on_lock_files", lambda: True)
+    probes = []
+    built = {"cuda": True, "bias_act": {"built": True, "error": None}, "upfirdn2d": {"built": True, "error": None}}
+    monkeypatch.setattr(_patching.subprocess, "run", lambda args, **kw: probes.append(args) or subprocess.CompletedProcess(
+        args, 0, stdout=json.dumps(built) + "\n", stderr=""))
+
+    out = CliRunner().invoke(patch_cli, ["build-ops", str(root)])
+    assert out.exit_code == 1 and "stale build lock: " + str(lock) in out.output and "--clear-stale-locks" in out.output
+    assert lock.exists() and not probes  # refused before building: no wait behind the lock
+
+    fd = os.open(lock, os.O_RDONLY)  # a build holds it: build-ops waits for that build
+    try:
+        out = CliRunner().invoke(patch_cli, ["build-ops", str(root), "--clear-stale-locks"])
+    finally:
+        os.close(fd)
+    assert out.exit_code == 0 and f"waiting for the build that holds {lock}" in out.output
+    assert lock.exists() and len(probes) == 1
+
+    out = CliRunner().invoke(patch_cli, ["build-ops", str(root), "--clear-stale-locks"])
+    assert out.exit_code == 0 and f"deleted stale build lock {lock}" in out.output and "upfirdn2d  built" in out.output
+    assert not lock.exists() and len(probes) == 2
 
 
 def test_fused_ops_errors(tmp_path, monkeypatch):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import click
 
+from .._patching import FUSED_OPS, lock_state, torch_extensions_dirs
+
 #: The extras of ``pyproject.toml`` and the modules each needs, used when the installed
 #: distribution's metadata cannot be read (e.g. running from a source tree).
 FALLBACK_EXTRAS: dict[str, list[str]] = {
@@ -27,8 +29,14 @@ FALLBACK_EXTRAS: dict[str, list[str]] = {
 }
 # Distribution names whose import name differs from the distribution name.
 _IMPORT_NAMES = {"pillow": "PIL", "pyyaml": "yaml", "scikit-learn": "sklearn", "opencv-python": "cv2"}
-#: The fused ops of StyleGAN2-ADA / StyleGAN3 (``torch_utils/ops``), by extension name.
-FUSED_OPS = ("bias_act_plugin", "upfirdn2d_plugin")
+#: What ``nda doctor`` says of a build lock in each state of ``_patching.lock_state``.
+_LOCK_NOTES = {
+    "held": "build lock, held by a running build",
+    "stale": "STALE build lock (nothing here holds it, and this torch waits while it exists; "
+             "`nda patch build-ops PATH --clear-stale-locks` deletes it)",
+    "free": "build lock file, not held (this torch locks by flock: it blocks nothing)",
+    "unknown": "build lock (cannot tell whether a build holds it: no /proc)",
+}
 
 
 def _run(cmd: list[str]) -> str | None:
@@ -96,22 +104,12 @@ def check_requirement(module: str) -> str | None:
     return "not installed (neither the executable nor the python package)"
 
 
-def torch_extensions_dirs() -> list[Path]:
-    """Where ``torch.utils.cpp_extension`` puts built extensions (env var first)."""
-    dirs = []
-    if os.environ.get("TORCH_EXTENSIONS_DIR"):
-        dirs.append(Path(os.environ["TORCH_EXTENSIONS_DIR"]))
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch_extensions"
-    dirs.append(cache)
-    return dirs
-
-
 def find_fused_ops(dirs: list[Path] | None = None) -> dict[str, dict]:
-    """Look for built fused-op libraries and stale build locks.
+    """Look for built fused-op libraries and build locks.
 
     Returns:
-        ``{op: {"built": [paths of .so/.pyd], "locks": [paths of lock files]}}`` for each name in
-        :data:`FUSED_OPS`.
+        ``{op: {"built": [paths of .so/.pyd], "locks": [[path of a lock file, its state]]}}`` for
+        each name in :data:`FUSED_OPS`; the state is :func:`nda_plugins._patching.lock_state`'s.
     """
     found = {op: {"built": [], "locks": []} for op in FUSED_OPS}
     for root in dirs if dirs is not None else torch_extensions_dirs():
@@ -124,7 +122,7 @@ def find_fused_ops(dirs: list[Path] | None = None) -> dict[str, dict]:
                 if path.suffix in (".so", ".pyd") and path.name.startswith(op):
                     found[op]["built"].append(str(path))
                 elif path.name == "lock":
-                    found[op]["locks"].append(str(path))
+                    found[op]["locks"].append([str(path), lock_state(path)])
     return found
 
 
@@ -277,8 +275,8 @@ def doctor(upstream: Path | None, as_json: bool) -> None:
     for op, found in info["fused_ops"].items():
         state = "built: " + ", ".join(found["built"]) if found["built"] else "not built"
         click.echo(f"  {op:17} {state}")
-        for lock in found["locks"]:
-            click.echo(f"  {'':17} stale lock? {lock} (delete it if no build is running)")
+        for lock, state in found["locks"]:
+            click.echo(f"  {'':17} {_LOCK_NOTES[state]}: {lock}")
     if upstream is not None:
         up = info["upstream"]
         click.echo(f"upstream {up['path']}: {up['status']}")

@@ -128,12 +128,20 @@ def status(path: Path, name: str | None, as_json: bool) -> None:
 
 @patch.command("build-ops")
 @click.argument("path", type=_PATH)
-def build_ops(path: Path) -> None:
+@click.option("--clear-stale-locks", is_flag=True,
+              help="Delete the ops' build locks that no process on this machine holds (left by a build "
+                   "that was killed; torch <= 2.13 waits on them forever), then build.")
+def build_ops(path: Path, clear_stale_locks: bool) -> None:
     """Build the fused CUDA ops (bias_act, upfirdn2d) of the checkout at PATH and report the result.
 
     Exits with 1 if a CUDA device is present and an op did not build (training would silently
-    fall back to the slow reference ops).
+    fall back to the slow reference ops), or, before building, if a stale build lock would make
+    the build wait forever (--clear-stale-locks deletes it).
     """
+    import torch
+
+    if torch.cuda.is_available():
+        _check_build_locks(clear_stale_locks)
     try:
         report = _patching.fused_ops(path)
     except _patching.PatchError as exc:
@@ -148,3 +156,31 @@ def build_ops(path: Path) -> None:
         click.echo(f"{op:10} {'built' if report[op]['built'] else 'FAILED: ' + (report[op]['error'] or '')}")
     if failed:
         raise click.ClickException(f"{', '.join(failed)} did not build; see `nda doctor` for compilers and stale locks")
+
+
+def _check_build_locks(clear: bool) -> None:
+    """Refuse to build behind a stale lock (or delete it with ``clear``); say which locks a
+    running build holds, since the build will wait for it."""
+    stale = []
+    for lock, state in _patching.fused_op_locks():
+        if state == _patching.LOCK_HELD:
+            click.echo(f"waiting for the build that holds {lock}")
+        elif state == _patching.LOCK_UNKNOWN:
+            click.echo(f"{lock}: cannot tell whether a build holds it (no /proc); the build waits while it exists")
+        elif state == _patching.LOCK_STALE:
+            stale.append(lock)
+    if stale and not clear:
+        raise click.ClickException(
+            f"stale build lock{'s' if len(stale) > 1 else ''}: {', '.join(map(str, stale))}. No process on this "
+            f"machine holds {'them' if len(stale) > 1 else 'it'} (a build that was killed left "
+            f"{'them' if len(stale) > 1 else 'it'}), and this PyTorch waits for as long as a lock file exists. "
+            f"Rerun with --clear-stale-locks to delete {'them' if len(stale) > 1 else 'it'} (unless a build on "
+            f"another machine shares this folder).")
+    for lock in stale:
+        try:
+            lock.unlink()
+        except FileNotFoundError:
+            continue  # the build that held it finished meanwhile
+        except OSError as exc:
+            raise click.ClickException(f"could not delete the stale build lock {lock}: {exc}") from exc
+        click.echo(f"deleted stale build lock {lock}")
