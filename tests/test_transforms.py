@@ -126,7 +126,13 @@ def test_contract_video_one_draw_per_clip(name):
     if getattr(t, "frame_params", True):
         for frame in range(x.shape[2]):
             expected = t(x[:, :, frame], params=t.last_params)
-            assert torch.equal(y[:, :, frame], expected), f"{name}: frame {frame} used other parameters"
+            if name == "cutout":
+                # the same box; its mean may differ in the last bit: a clip's frames are summed by
+                # one matmul over all its planes, a frame alone by one over its channels
+                torch.testing.assert_close(y[:, :, frame], expected, rtol=0, atol=4 * torch.finfo(x.dtype).eps,
+                                           msg=lambda m, frame=frame: f"{name}: frame {frame} used other parameters: {m}")
+            else:
+                assert torch.equal(y[:, :, frame], expected), f"{name}: frame {frame} used other parameters"
     same = (y == x).flatten(1).all(dim=1)
     assert not same.any()
 

@@ -167,6 +167,9 @@ def _poison(x, value, count, seed):
 
 LAYOUTS = {
     "small": ((6, 3, 12, 10), torch.contiguous_format),  # finite check + lerp or torch.where
+    "small-channels-last": ((6, 3, 12, 10), torch.channels_last),  # cutout: the matmul reads it in place
+    "small-video": ((3, 2, 3, 12, 10), torch.contiguous_format),
+    "small-one-channel": ((2, 1, 5, 4), torch.contiguous_format),
     "large": ((5, 3, 70, 90), torch.contiguous_format),  # clone + one strided view per box
     "large-channels-last": ((5, 3, 70, 90), torch.channels_last),
     "video-large": ((3, 2, 3, 66, 80), torch.contiguous_format),
@@ -191,6 +194,48 @@ def test_non_finite_pixels_match_the_per_sample_reference(name, layout, value):
         torch.testing.assert_close(y, expected, rtol=0, atol=1e-5, equal_nan=True)
         # and NaN did not spread: images without a non-finite pixel in play stay finite
         assert torch.isnan(y).sum() == torch.isnan(expected).sum()
+
+
+def _skip_zero_weights(masks, planes):
+    """A matmul that skips zero weights (as some BLAS kernels may): NaN and inf there vanish."""
+    weights = masks.transpose(1, 2)
+    return (weights * torch.where(weights != 0, planes, 0)).sum(dim=1, keepdim=True)
+
+
+def _skip_trailing_zeros(masks, planes, _bmm=torch.bmm):
+    """A matmul that stops at each mask's last nonzero weight: it skips a run of zeros only."""
+    last = int(masks.nonzero()[:, -1].max()) + 1
+    return _bmm(masks[..., :last].contiguous(), planes[:, :last].contiguous())
+
+
+@pytest.mark.parametrize("shape, memory_format", [((6, 3, 12, 10), torch.contiguous_format),
+                                                  ((6, 3, 12, 10), torch.channels_last),
+                                                  ((2, 1, 5, 4), torch.contiguous_format)], ids=str)
+@pytest.mark.parametrize("matmul", [None, _skip_zero_weights, _skip_trailing_zeros], ids=["torch", "skips-zeros", "skips-a-run"])
+def test_cutout_means_by_matmul_only_where_the_kernel_propagates_nan(shape, memory_format, matmul, monkeypatch):
+    """Small-image cutout sums its boxes with one matmul, exact for NaN and inf only if the
+    kernel computes 0 * nan; one that skips zero weights (or a run of them) is found by the
+    check and the mean comes from the product instead: the output stays exact either way."""
+    from nda_plugins.transforms import _functional as F
+
+    F.matmul_sums_propagate.cache_clear()
+    monkeypatch.setattr(F, "matmul_sums_propagate", F.matmul_sums_propagate.__wrapped__)  # no cache
+    if matmul is not None:
+        monkeypatch.setattr(torch, "bmm", matmul)
+    used = []
+    monkeypatch.setattr(F, "box_mean", lambda *a, _real=F.box_mean: used.append(1) or _real(*a))
+    b, c, h, w = shape
+    assert F.matmul_sums_propagate(b, h * w, c, (c * h * w, 1, h * w), torch.float32) is (matmul is None)
+    x = _batch(shape).contiguous(memory_format=memory_format)
+    for seed, value in enumerate([float("nan"), float("inf"), float("-inf")]):
+        bad = _poison(x, value, 3, seed).contiguous(memory_format=memory_format)
+        t = T.build("cutout")
+        y = t(bad, generator=_gen(seed))
+        torch.testing.assert_close(y, reference_box_transform("cutout", bad, t.last_params), rtol=0, atol=1e-5, equal_nan=True)
+    t = T.build("cutout")
+    y = t(x, generator=_gen())
+    torch.testing.assert_close(y, reference_box_transform("cutout", x, t.last_params), rtol=0, atol=1e-6)
+    assert bool(used) is (matmul is not None)  # the product only where the matmul cannot be trusted
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=str)

@@ -259,11 +259,13 @@ class Cutout(_BoxTransform):
             work = _work_dtype(x)
             rows, cols = F.box_axes(x.shape, params["start"], params["size"], work)
             mask = rows * cols
-            mean, scratch = F.box_mean(x, mask, params["size"])
+            mean, scratch = F.box_mean_by_matmul(x, mask, params["size"]), None
+            if mean is None:
+                mean, scratch = F.box_mean(x, mask, params["size"])
             # Finite means show that all of x is finite (see box_mean), so the blend is exact:
             # a sum over the means instead of one over the batch.
             if F.all_finite(mean):
-                if x.dtype == work:  # write the result over the x-sized scratch: no new batch buffer
+                if x.dtype == work:  # over the x-sized scratch where there is one: no new batch buffer
                     return _keep_format(torch.lerp(x, mean, mask, out=scratch), x)
                 if not x.dtype.is_floating_point:
                     mean = mean.round()  # the fill a uint8 image can hold

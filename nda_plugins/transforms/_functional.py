@@ -379,6 +379,58 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> tuple[t
     return product.sum(dim=(-2, -1), keepdim=True).div_(area), product
 
 
+def box_mean_by_matmul(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> torch.Tensor | None:
+    """:func:`box_mean`'s mean by one batched matmul of each sample's mask with its planes, or
+    ``None`` where that is not known to be exact (see below).
+
+    The matmul reads the batch once and writes only the sums, where :func:`box_mean` writes the
+    product and reads it back (on the benchmark's (64, 3, 32, 32) batch about 0.7x an
+    ``index_select`` less per call). Like :func:`box_mean` it relies on ``inf * 0`` and
+    ``nan * 0`` being NaN, so that finite means show that all of ``x`` is finite; a BLAS that
+    skipped the zero weights would break that, so :func:`matmul_sums_propagate` checks the
+    kernel once per shape and layout, and where it fails the caller takes :func:`box_mean`.
+
+    Args:
+        x: a CPU batch (contiguous and channels-last images are read in place, other layouts
+            through a contiguous copy).
+        mask: :func:`box_weights` (0/1) in the float dtype to compute in, freshly made
+            (contiguous).
+        size: ``(B, 2)`` the boxes' sides.
+
+    Returns:
+        the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in ``mask``'s dtype.
+    """
+    b, hw = x.shape[0], x.shape[-2] * x.shape[-1]
+    work = x if x.dtype == mask.dtype else x.to(mask.dtype)
+    if work.dim() == 4 and work.is_contiguous(memory_format=torch.channels_last) and not work.is_contiguous():
+        planes = work.permute(0, 2, 3, 1).view(b, hw, -1)
+    else:  # other layouts through a contiguous copy: the same sums as for a contiguous x
+        planes = work.contiguous().view(b, -1, hw).transpose(1, 2)  # (B, H * W, P): pixel-major view
+    if not matmul_sums_propagate(b, hw, planes.shape[2], planes.stride(), mask.dtype):
+        return None
+    sums = torch.bmm(mask.view(b, 1, hw), planes)  # (B, 1, P): every plane's box sum
+    area = size.prod(dim=1).view((b,) + (1,) * (x.dim() - 1))  # an integer: exact
+    return sums.view(x.shape[:-2] + (1, 1)).div_(area)
+
+
+@functools.lru_cache(maxsize=64)
+def matmul_sums_propagate(b: int, hw: int, p: int, stride: tuple, dtype: torch.dtype) -> bool:
+    """Whether ``torch.bmm`` of ``(B, 1, H * W)`` masks with ``(B, H * W, P)`` planes laid out
+    with ``stride`` turns a NaN or inf at a zero weight into a non-finite sum, as dense
+    arithmetic does. Checked once per shape and layout (the kernel a BLAS picks depends on
+    them), with masks that are mostly zero like a box's: a NaN next to the box in every plane,
+    then an inf far from it (a kernel that skipped single zeros fails the first, one that
+    skipped runs of zeros the second)."""
+    masks = torch.zeros(b, 1, hw, dtype=dtype)
+    masks[:, :, :2] = 1  # a small box at the start
+    for where, value in ((min(2, hw - 1), float("nan")), (hw - 1, float("inf"))):
+        planes = torch.zeros(b * hw * p, dtype=dtype).as_strided((b, hw, p), stride)
+        planes[:, where, :] = value
+        if torch.isfinite(torch.bmm(masks, planes)).any():
+            return False
+    return True
+
+
 def box_mean_from_rows(planes: torch.Tensor, m: int, start: torch.Tensor, size: torch.Tensor,
                        cols: torch.Tensor, rows_max: int) -> torch.Tensor | None:
     """The per-plane box mean of large images, reading only the rows each box covers; ``None``
