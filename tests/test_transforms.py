@@ -275,7 +275,7 @@ class TestCutout:
             ((5, 3, 70, 90), torch.channels_last),
             ((3, 3, 4, 80, 66), torch.contiguous_format),
             ((3, 3, 4, 80, 66), torch.channels_last_3d),
-            ((4, 2, 12, 10), torch.contiguous_format),  # small: the masked-sum mean
+            ((4, 2, 12, 10), torch.contiguous_format),  # small: the matmul mean
             ((4, 2, 3, 12, 10), torch.channels_last_3d),
         ],
         ids=str,
