@@ -226,6 +226,7 @@ def test_cutout_means_by_matmul_only_where_the_kernel_propagates_nan(shape, memo
     monkeypatch.setattr(F, "box_mean", lambda *a, _real=F.box_mean: used.append(1) or _real(*a))
     b, c, h, w = shape
     assert F.matmul_sums_propagate(b, h * w, c, (c * h * w, 1, h * w), torch.float32) is (matmul is None)
+    assert F.matmul_sums_propagate(1, 2, 1, (2, 1, 2), torch.float32) is (matmul is None)  # a 2-pixel image
     x = _batch(shape).contiguous(memory_format=memory_format)
     for seed, value in enumerate([float("nan"), float("inf"), float("-inf")]):
         bad = _poison(x, value, 3, seed).contiguous(memory_format=memory_format)

@@ -170,12 +170,12 @@ def _check_build_locks(clear: bool) -> None:
         elif state == _patching.LOCK_STALE:
             stale.append(lock)
     if stale and not clear:
+        them = "them" if len(stale) > 1 else "it"
         raise click.ClickException(
             f"stale build lock{'s' if len(stale) > 1 else ''}: {', '.join(map(str, stale))}. No process on this "
-            f"machine holds {'them' if len(stale) > 1 else 'it'} (a build that was killed left "
-            f"{'them' if len(stale) > 1 else 'it'}), and this PyTorch waits for as long as a lock file exists. "
-            f"Rerun with --clear-stale-locks to delete {'them' if len(stale) > 1 else 'it'} (unless a build on "
-            f"another machine shares this folder).")
+            f"machine holds {them} (a build that was killed left {them}), and this PyTorch waits for as long as "
+            f"a lock file exists. Rerun with --clear-stale-locks to delete {them} (unless a build on another "
+            f"machine shares this folder).")
     for lock in stale:
         try:
             lock.unlink()

@@ -422,8 +422,8 @@ def matmul_sums_propagate(b: int, hw: int, p: int, stride: tuple, dtype: torch.d
     then an inf far from it (a kernel that skipped single zeros fails the first, one that
     skipped runs of zeros the second)."""
     masks = torch.zeros(b, 1, hw, dtype=dtype)
-    masks[:, :, :2] = 1  # a small box at the start
-    for where, value in ((min(2, hw - 1), float("nan")), (hw - 1, float("inf"))):
+    masks[:, :, 0] = 1  # a one-pixel box at the start: every other weight is zero (hw >= 2)
+    for where, value in ((1, float("nan")), (hw - 1, float("inf"))):
         planes = torch.zeros(b * hw * p, dtype=dtype).as_strided((b, hw, p), stride)
         planes[:, where, :] = value
         if torch.isfinite(torch.bmm(masks, planes)).any():
