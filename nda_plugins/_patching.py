@@ -479,8 +479,9 @@ def fused_op_locks() -> list[tuple[Path, str]]:
 
     import torch
 
-    if os.environ.get("TORCH_EXTENSIONS_DIR"):
-        roots = [Path(os.environ["TORCH_EXTENSIONS_DIR"])]
+    dirs = torch_extensions_dirs()
+    if len(dirs) > 1:  # TORCH_EXTENSIONS_DIR: the ops' folders sit right in it
+        root = dirs[0]
     else:  # <cache>/torch_extensions/py<major><minor>_<accelerator>, as cpp_extension names it
         if getattr(torch.version, "hip", None):
             accelerator = "rocm" + torch.version.hip.replace(".", "")
@@ -488,13 +489,8 @@ def fused_op_locks() -> list[tuple[Path, str]]:
             accelerator = "cu" + torch.version.cuda.replace(".", "")
         else:
             accelerator = "cpu"
-        roots = [torch_extensions_dirs()[-1] / f"py{sys.version_info.major}{sys.version_info.minor}_{accelerator}"]
-    locks = []
-    for root in roots:
-        for op in FUSED_OPS:
-            for lock in sorted(root.glob(op + "*/lock")):
-                locks.append((lock, lock_state(lock)))
-    return locks
+        root = dirs[0] / f"py{sys.version_info.major}{sys.version_info.minor}_{accelerator}"
+    return [(lock, lock_state(lock)) for op in FUSED_OPS for lock in sorted(root.glob(op + "*/lock"))]
 
 
 # ------------------------------------------------------------------------------------------
