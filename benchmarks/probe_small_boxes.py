@@ -60,10 +60,10 @@ def ops(shape=SHAPE, seed=0):
         return torch.lerp(x, other, rows * cols, out=other)
 
     def cutout_inline():
-        rows, cols = F.box_axes(x.shape, out_params["start"], out_params["size"], x.dtype)
+        rows, cols, area = F.box_axes(x.shape, out_params["start"], out_params["size"], x.dtype, with_area=True)
         mask = rows * cols
-        sums = torch.bmm(mask.view(b, 1, h * w), x.view(b, c, h * w).transpose(1, 2))
-        mean = sums.view(b, c, 1, 1).div_(out_params["size"].prod(dim=1).view(b, 1, 1, 1))
+        sums = torch.bmm(mask.view(b, 1, h * w), x.as_strided((b, h * w, c), (c * h * w, 1, h * w)))
+        mean = sums.view(b, c, 1, 1).div_(area)
         _check_finite(mean)
         return torch.lerp(x, mean, mask)
 

@@ -326,6 +326,11 @@ def test_box_weights_table_path_equals_arithmetic_path(shape, monkeypatch):
         got = F.box_weights(shape, start, size, torch.float32)
         assert got.shape == (shape[0],) + (1,) * (len(shape) - 3) + shape[-2:]
         assert torch.equal(got.reshape(shape[0], shape[-2], shape[-1]), expected)
+        for dtype in (torch.float32, torch.float64):  # the area comes with the axes, on both paths
+            rows, cols, area = F.box_axes(shape, start, size, dtype, with_area=True)
+            assert area.dtype == dtype and area.shape == (shape[0],) + (1,) * (len(shape) - 1)
+            assert torch.equal(area.flatten(), (size[:, 0] * size[:, 1]).to(dtype))
+            assert torch.equal((rows * cols).reshape(shape[0], shape[-2], shape[-1]), expected.to(dtype))
 
 
 def _box_frequencies(start, size, height, width):

@@ -257,11 +257,11 @@ class Cutout(_BoxTransform):
             path = "blend" if F.all_finite(x) else "mask"
         if path == "blend":
             work = _work_dtype(x)
-            rows, cols = F.box_axes(x.shape, params["start"], params["size"], work)
+            rows, cols, area = F.box_axes(x.shape, params["start"], params["size"], work, with_area=True)
             mask = rows * cols
-            mean, scratch = F.box_mean_by_matmul(x, mask, params["size"]), None
+            mean, scratch = F.box_mean_by_matmul(x, mask, area), None
             if mean is None:
-                mean, scratch = F.box_mean(x, mask, params["size"])
+                mean, scratch = F.box_mean(x, mask, area)
             # Finite means show that all of x is finite (see box_mean), so the blend is exact:
             # a sum over the means instead of one over the batch.
             if F.all_finite(mean):

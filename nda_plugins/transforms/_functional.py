@@ -171,7 +171,7 @@ def _lead(x_dim: int) -> tuple[int, ...]:
     return (1,) * (x_dim - 3)
 
 
-def box_axes(shape, start: torch.Tensor, size: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def box_axes(shape, start: torch.Tensor, size: torch.Tensor, dtype, with_area: bool = False):
     """Each sample's box as a row indicator and a column indicator (0/1 values of ``dtype``).
 
     The box mask is ``rows * cols``; keeping the two factors lets ops broadcast them instead of
@@ -181,30 +181,41 @@ def box_axes(shape, start: torch.Tensor, size: torch.Tensor, dtype) -> tuple[tor
         shape: the batch shape.
         start: ``(B, 2)`` long, ``(top, left)``.
         size: ``(B, 2)`` long, ``(height, width)``.
+        with_area: also return each box's area (``height * width``) in ``dtype``, shaped
+            ``(B, 1, ..., 1)`` to broadcast against the batch (a float ``dtype`` only).
 
     Returns:
-        ``(rows, cols)`` shaped ``(B, 1, ..., H, 1)`` and ``(B, 1, ..., 1, W)``.
+        ``(rows, cols)`` shaped ``(B, 1, ..., H, 1)`` and ``(B, 1, ..., 1, W)``, then ``area``
+        if asked for.
     """
     b, h, w = shape[0], shape[-2], shape[-1]
     n = max(h, w)
+    ones, zeros = _lead(len(shape)), (0,) * (len(shape) - 3)
     if n <= _BOX_TABLE_MAX_SIDE:
         # Small images: the cost is per op, not per element, so look the indicators up in a
-        # cached table of [start, start + size) ranges: one op.
+        # cached table of [start, start + size) ranges (each row ending with the range's length,
+        # for the area): one op.
         table = S._cached(("box_table", n, dtype), start.device, lambda: _range_table(n, dtype))
         inside = table.index_select(0, torch.add(size, start, alpha=n + 1).view(-1))
+        row = n + 1
+        if with_area:  # the two lengths are the rows' last values: one product of two views
+            one_value = ((b,) + (1,) * (len(shape) - 1), (2 * row,) + (0,) * (len(shape) - 1))
+            area = torch.mul(inside.as_strided(*one_value, n), inside.as_strided(*one_value, row + n))
     else:
         # Row r is inside [top, top + height) iff |2r + 1 - (2 top + height)| < height. Rows and
         # columns are done in one (B, 2, max(H, W)) comparison.
         coords = S._cached(("box_coords", n), start.device, lambda: (torch.arange(n) * 2 + 1).expand(2, n))
+        if with_area:
+            area = size.prod(dim=1).to(dtype).view((b,) + (1,) * (len(shape) - 1))
         size = size.unsqueeze(2)
         inside = ((coords - torch.add(size, start.unsqueeze(2), alpha=2)).abs_() < size).to(dtype)
-    # `inside` is freshly made (contiguous, storage offset 0) and holds (B, 2, n): the row
+        row = n
+    # `inside` is freshly made (contiguous, storage offset 0) and holds (B, 2, row): the row
     # indicator, then the column indicator. Two as_strided views instead of a chain of slices
     # and reshapes (each of which is an op).
-    ones, zeros = _lead(len(shape)), (0,) * (len(shape) - 3)
-    rows = inside.as_strided((b,) + ones + (h, 1), (2 * n,) + zeros + (1, 0))
-    cols = inside.as_strided((b,) + ones + (1, w), (2 * n,) + zeros + (0, 1), n)
-    return rows, cols
+    rows = inside.as_strided((b,) + ones + (h, 1), (2 * row,) + zeros + (1, 0))
+    cols = inside.as_strided((b,) + ones + (1, w), (2 * row,) + zeros + (0, 1), row)
+    return (rows, cols, area) if with_area else (rows, cols)
 
 
 def box_weights(shape, start: torch.Tensor, size: torch.Tensor, dtype) -> torch.Tensor:
@@ -213,16 +224,19 @@ def box_weights(shape, start: torch.Tensor, size: torch.Tensor, dtype) -> torch.
     return rows * cols
 
 
-_BOX_TABLE_MAX_SIDE = 64  # table of (n + 1)^2 rows of n values: 1 MiB in float32 at n = 64
+_BOX_TABLE_MAX_SIDE = 64  # table of (n + 1)^2 rows of n + 1 values: about 1 MiB in float32 at n = 64
 
 
 def _range_table(n: int, dtype) -> torch.Tensor:
-    """``((n + 1) * (n + 1), n)``: row ``start * (n + 1) + size`` is the indicator of
-    ``[start, start + size)`` on ``range(n)``."""
+    """``((n + 1) * (n + 1), n + 1)``: row ``start * (n + 1) + size`` is the indicator of
+    ``[start, start + size)`` on ``range(n)``, then that range's length (``size`` clipped to the
+    axis; the area :func:`box_axes` returns is only read for boxes inside the image)."""
     coords = torch.arange(n)
     start = torch.arange(n + 1).view(n + 1, 1, 1)
     size = torch.arange(n + 1).view(1, n + 1, 1)
-    return ((coords >= start) & (coords < start + size)).to(dtype).view((n + 1) * (n + 1), n)
+    inside = (coords >= start) & (coords < start + size)
+    table = torch.cat([inside, inside.sum(dim=2, keepdim=True)], dim=2)
+    return table.to(dtype).view((n + 1) * (n + 1), n + 1)
 
 
 def box_fill_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -356,7 +370,7 @@ def all_finite(*tensors: torch.Tensor) -> bool:
     return True
 
 
-def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def box_mean(x: torch.Tensor, mask: torch.Tensor, area: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (and per-frame) mean of ``x`` inside each sample's box.
 
     Every pixel enters its plane's sum, times 1 or 0, so the mean is exact for finite ``x``, and
@@ -366,7 +380,7 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> tuple[t
     Args:
         x: the batch.
         mask: :func:`box_weights` (0/1) in the float dtype to compute in.
-        size: ``(B, 2)`` the boxes' sides, whose product is each box's area.
+        area: each box's area in that dtype, shaped ``(B, 1, ..., 1)`` (from :func:`box_axes`).
 
     Returns:
         ``(mean, scratch)``: the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in
@@ -375,11 +389,10 @@ def box_mean(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> tuple[t
     """
     work = x if x.dtype == mask.dtype else x.to(mask.dtype)
     product = work * mask
-    area = size.prod(dim=1).view((x.shape[0],) + (1,) * (x.dim() - 1))  # an integer: exact
     return product.sum(dim=(-2, -1), keepdim=True).div_(area), product
 
 
-def box_mean_by_matmul(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) -> torch.Tensor | None:
+def box_mean_by_matmul(x: torch.Tensor, mask: torch.Tensor, area: torch.Tensor) -> torch.Tensor | None:
     """:func:`box_mean`'s mean by one batched matmul of each sample's mask with its planes, or
     ``None`` where that is not known to be exact (see below).
 
@@ -395,21 +408,25 @@ def box_mean_by_matmul(x: torch.Tensor, mask: torch.Tensor, size: torch.Tensor) 
             through a contiguous copy).
         mask: :func:`box_weights` (0/1) in the float dtype to compute in, freshly made
             (contiguous).
-        size: ``(B, 2)`` the boxes' sides.
+        area: each box's area in that dtype, shaped ``(B, 1, ..., 1)`` (from :func:`box_axes`).
 
     Returns:
         the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in ``mask``'s dtype.
     """
     b, hw = x.shape[0], x.shape[-2] * x.shape[-1]
     work = x if x.dtype == mask.dtype else x.to(mask.dtype)
+    # (B, H * W, P): each sample's planes as pixel-major columns, one as_strided view over the
+    # storage (a view chain would be two ops)
     if work.dim() == 4 and work.is_contiguous(memory_format=torch.channels_last) and not work.is_contiguous():
-        planes = work.permute(0, 2, 3, 1).view(b, hw, -1)
+        p = work.shape[1]
+        planes = work.as_strided((b, hw, p), (hw * p, p, 1))
     else:  # other layouts through a contiguous copy: the same sums as for a contiguous x
-        planes = work.contiguous().view(b, -1, hw).transpose(1, 2)  # (B, H * W, P): pixel-major view
-    if not matmul_sums_propagate(b, hw, planes.shape[2], planes.stride(), mask.dtype):
+        work = work.contiguous()
+        p = work.numel() // (b * hw)
+        planes = work.as_strided((b, hw, p), (hw * p, 1, hw))
+    if not matmul_sums_propagate(b, hw, p, planes.stride(), mask.dtype):
         return None
     sums = torch.bmm(mask.view(b, 1, hw), planes)  # (B, 1, P): every plane's box sum
-    area = size.prod(dim=1).view((b,) + (1,) * (x.dim() - 1))  # an integer: exact
     return sums.view(x.shape[:-2] + (1, 1)).div_(area)
 
 
