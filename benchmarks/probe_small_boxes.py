@@ -15,6 +15,18 @@ each op's time over ``x.index_select(0, perm)``'s in the same round:
 and prints a table of microseconds and ratios (no targets: this explains a row of the transform
 table, it does not grade one).
 
+A second table shows what makes a whole call in the transform benchmark cost more than its parts
+timed alone:
+
+* cold calls: the transform benchmark times each op in blocks of calls, and the op before cutout
+  there is stitch (before cutmix, cutout). Here every round runs a block of the other transform,
+  then times each of the next calls of the probed one on its own: the first calls after another
+  op cost more than the same call repeated, and the block's mean carries that;
+* minor page faults per call (memory the C allocator gave back to the system and takes again;
+  how many depends on the process's heap, so it changes from one run to the next);
+* the box draw's ``searchsorted`` on fresh uniforms (a new draw every call, as in the library)
+  against the same uniforms searched again: its binary search branches on the data.
+
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/probe_small_boxes.py [--repeats 31] [--clock cpu|wall]
@@ -27,10 +39,16 @@ import math
 import statistics
 import time
 
+try:  # page-fault counts (Unix only)
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None
+
 import torch
 
 from nda_plugins import transforms as T
 from nda_plugins.transforms import _functional as F
+from nda_plugins.transforms import _sampling as S
 
 SHAPE = (64, 3, 32, 32)
 
@@ -151,6 +169,95 @@ def probe(repeats=31, inner=50, clock="cpu", shape=SHAPE):
             for k, v in samples.items()]
 
 
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource is not None else 0
+
+
+def whole_call(repeats=31, block=20, first=4, clock="cpu", shape=SHAPE):
+    """``[(name, median µs, median ratio to index_select)]``: what moves a whole call (see the
+    module docstring). Per probed transform: each of its ``first`` calls right after a block of
+    the transform that precedes it in the benchmark, the mean over a block of ``block`` calls so
+    started, and the same calls after a block of its own; the minor page faults per call; then
+    the box draw's ``searchsorted`` on fresh and on repeated uniforms."""
+    now = time.process_time if clock == "cpu" else time.perf_counter
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(1)
+    perm = torch.randperm(shape[0], generator=gen)
+    built = {name: T.build(name) for name in ("stitch", "cutout", "cutmix")}
+    before = {"cutout": "stitch", "cutmix": "cutout"}  # the benchmark's order
+    calls = {name: (lambda t=t: t(x, generator=gen)) for name, t in built.items()}
+
+    def index_select():
+        return x.index_select(0, perm)
+
+    def block_times(fn, n):
+        times = []
+        for _ in range(n):
+            t0 = now()
+            fn()
+            times.append(now() - t0)
+        return times
+
+    # the box draw's search, as the library runs it: fresh uniforms, or one set searched again
+    h, w = shape[-2:]
+    cutout = built["cutout"]
+    cutout(x, generator=gen)  # fills the draw's cached tables
+    h_lo, h_hi, w_lo, w_hi, _ = S.box_bounds(h, w, cutout.low, cutout.high)
+    _, _, cdf, shift = S._cached(("box_pairs", h, w, h_lo, h_hi, w_lo, w_hi), x.device, None)
+    fresh = [torch.rand(shape[0], 2, generator=gen).add_(shift) for _ in range(block)]
+
+    def search_fresh():
+        for u in fresh:
+            torch.searchsorted(cdf, u, right=True)
+
+    def search_same():
+        for _ in fresh:
+            torch.searchsorted(cdf, fresh[0], right=True)
+
+    samples: dict[str, list[float]] = {}
+
+    def add(key, value):
+        samples.setdefault(key, []).append(value)
+
+    for fn in list(calls.values()) + [index_select]:  # warm-up
+        block_times(fn, 2)
+    for _ in range(repeats):
+        base = statistics.median(block_times(index_select, block))
+        add("index_select (baseline)", base)
+        for name, other in before.items():
+            for after, label in ((other, f"after {other}"), (name, "after itself")):
+                block_times(calls[after], block)
+                faults = _faults()
+                times = block_times(calls[name], block)
+                faults = (_faults() - faults) / block
+                for i in range(first):
+                    add(f"{name}: call {i + 1} {label}", times[i])
+                add(f"{name}: mean of {block} calls {label}", sum(times) / block)
+                add(f"{name}: minor page faults per call {label}", faults)
+        for label, fn in (("fresh uniforms", search_fresh), ("the same uniforms again", search_same)):
+            t0 = now()
+            fn()
+            add(f"box draw searchsorted: {label}", (now() - t0) / block)
+    base = samples["index_select (baseline)"]
+    rows = []
+    for k, v in samples.items():
+        if "page faults" in k:  # a count, not a time
+            rows.append((k, statistics.median(v), None))
+        else:
+            rows.append((k, statistics.median(v) * 1e6, statistics.median(a / b for a, b in zip(v, base))))
+    return rows
+
+
+def _print(rows, unit="µs"):
+    width = max(len(name) for name, _, _ in rows)
+    print(f"{'op':{width}s}  {unit:>7s}  {'x index_select':>14s}")
+    for name, value, ratio in rows:
+        if ratio is None:
+            print(f"{name:{width}s}  {value:7.2f}  {'(count)':>14s}")
+        else:
+            print(f"{name:{width}s}  {value:7.1f}  {ratio:14.2f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=31)
@@ -159,11 +266,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {SHAPE} float32 on cpu, {args.clock} clock")
     rows = probe(args.repeats, args.inner, args.clock)
-    width = max(len(name) for name, _, _ in rows)
-    print(f"{'op':{width}s}  {'µs':>7s}  {'x index_select':>14s}")
-    for name, micros, ratio in rows:
-        print(f"{name:{width}s}  {micros:7.1f}  {ratio:14.2f}")
-    return rows
+    _print(rows)
+    print("\nwhole calls: cold calls after another transform, page faults, the draw's search")
+    calls = whole_call(args.repeats, clock=args.clock)
+    _print(calls)
+    return rows, calls
 
 
 if __name__ == "__main__":
