@@ -220,6 +220,7 @@ def test_cutout_means_by_matmul_only_where_the_kernel_propagates_nan(shape, memo
 
     F.matmul_sums_propagate.cache_clear()
     monkeypatch.setattr(F, "matmul_sums_propagate", F.matmul_sums_propagate.__wrapped__)  # no cache
+    monkeypatch.setattr(F, "_matmul_layout", F._matmul_layout.__wrapped__)  # which caches its answer too
     if matmul is not None:
         monkeypatch.setattr(torch, "bmm", matmul)
     used = []
@@ -262,7 +263,7 @@ def test_box_transforms_match_the_reference_in_every_dtype(name, size, dtype):
 
 
 def _path_taken(t, x):
-    return t._path(x) if t.name == "cutmix" else t._path(x, check_finite=False)
+    return (t._path(x) if t.name == "cutmix" else t._path(x, check_finite=False))[0]
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=str)
@@ -386,7 +387,7 @@ def test_the_three_box_paths_agree(name, monkeypatch):
     outputs = {}
     paths = ("large", "blend", "mask") if F.nested_views_available() else ("blend", "mask")
     for path in paths:
-        monkeypatch.setattr(B._BoxTransform, "_path", lambda self, x, *others, p=path, **_: p)
+        monkeypatch.setattr(B._BoxTransform, "_path", lambda self, x, *others, p=path, **_: (p, self._plan(x)))
         outputs[path] = t(x, params=t.last_params)
     for path, y in outputs.items():
         torch.testing.assert_close(y, default, rtol=0, atol=1e-6, msg=path)
@@ -621,3 +622,64 @@ def test_gradcheck(name):
     t(x, generator=_gen())
     params = t.last_params
     assert torch.autograd.gradcheck(lambda v: t(v, params=params), (x.clone().requires_grad_(True),))
+
+
+# ----------------------------------------------------------------------------------------------
+# the box transforms' per-shape plans
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", BOX)
+def test_box_plan_draws_what_the_sampling_functions_draw(name):
+    """A plan only looks the draws' tables up once: the same generator state gives the same
+    partners and boxes as S.partners and S.boxes, in the same order."""
+    from nda_plugins.transforms import _sampling as S
+
+    t = T.build(name)
+    for shape in [(6, 3, 12, 10), (5, 2, 3, 9, 7), (3, 1, 100, 80)]:  # images, video, the large path
+        x = _batch(shape)
+        for seed in range(3):
+            params = t.sample(x, _gen(seed), external_partner=False)
+            g = _gen(seed)
+            expected = {"partner": S.partners(shape[0], generator=g, device="cpu")} if name == "cutmix" else {}
+            expected["start"], expected["size"] = S.boxes(shape[0], shape[-2], shape[-1], low=t.low, high=t.high,
+                                                          generator=g, device="cpu", proper=name == "cutmix")
+            assert params.keys() == expected.keys()
+            assert all(torch.equal(params[k], expected[k]) for k in params)
+
+
+@pytest.mark.parametrize("name", BOX)
+def test_box_plan_follows_the_input_and_the_box_range(name):
+    """One plan per shape, dtype, layout and box range: a new layout or a changed ``low``/``high``
+    is never served an old plan, and the plans kept per transform are bounded."""
+    t = T.build(name)
+    x = _batch((6, 3, 12, 10))
+    t(x, generator=_gen())
+    first = t._plan(x)
+    assert t._plan(x) is first and t._plan(x.clone()) is first
+    assert t._plan(x.contiguous(memory_format=torch.channels_last)) is not first
+    assert t._plan(x.double()) is not first
+    t.low, t.high = 0.75, 1.0 if name == "cutout" else 0.9
+    y = t(x, generator=_gen())
+    assert (t.last_params["size"] >= torch.tensor([9, 8])).all()  # ceil(0.75 * 12), ceil(0.75 * 10)
+    torch.testing.assert_close(y, reference_box_transform(name, x, t.last_params), rtol=0, atol=1e-6)
+    for side in range(4, 40):  # many shapes: the kept plans stay few
+        t(_batch((2, 1, side, side)), generator=_gen())
+    assert 1 <= len(t._plans) <= 16
+    with pytest.raises(ValueError, match="at least 2 pixels"):  # no plan for images no box fits
+        t(_batch((2, 1, 1, 1)), generator=_gen())
+
+
+@pytest.mark.parametrize("name", BOX)
+def test_box_plans_are_not_pickled(name):
+    """A plan holds tables and functions made for one process and device: a pickled or copied
+    transform leaves them behind and makes the same negatives from the same generator."""
+    import copy
+    import pickle
+
+    t = T.build(name)
+    x = _batch((6, 3, 12, 10))
+    y = t(x, generator=_gen())
+    assert t._plans
+    for loaded in (pickle.loads(pickle.dumps(t)), copy.deepcopy(t)):
+        assert loaded._plans == {}
+        assert torch.equal(loaded(x, generator=_gen()), y)

@@ -1,7 +1,8 @@
 """The built-in negative transforms (NDA paper, Sinha et al. 2021, section 3 and appendix).
 
 Every class is a thin shell: ``sample`` draws per-sample parameters with
-:mod:`._sampling`, ``apply`` calls the pure functions of :mod:`._functional`.
+:mod:`._sampling`, ``apply`` calls the pure functions of :mod:`._functional` (the box transforms
+through a per-shape plan of them, see :class:`_BoxPlan`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def _partner_images(x, params, partner):
 
 def _keep_format(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Make ``out`` follow ``x``'s memory format (a no-op when it already does)."""
+    if out.is_contiguous() and x.is_contiguous():  # the common case, in two attribute reads
+        return out
     return out.contiguous(memory_format=F.memory_format(x))
 
 
@@ -144,6 +147,25 @@ class Stitch(NegativeTransform):
         return _keep_format(F.select(x, _partner_images(x, params, partner), mask), x)
 
 
+class _BoxPlan:
+    """What a box transform's hot path needs for one input geometry, worked out on its first
+    call: the draws (functions of the generator) and the box indicators (a function of the
+    boxes; CPU only) with their tables looked up, and whether apply takes the large-image path.
+    On small batches a call is a handful of small ops, so the Python around them counts: with a
+    plan a call looks its geometry up once instead of in every helper."""
+
+    __slots__ = ("boxes", "partners", "axes", "large")
+
+    def __init__(self, transform: "_BoxTransform", x: torch.Tensor) -> None:
+        b, (h, w) = x.shape[0], x.shape[-2:]
+        self.boxes = S.box_sampler(b, h, w, low=transform.low, high=transform.high, device=x.device,
+                                   proper=not transform.whole_box)
+        self.partners = S.partner_sampler(b, x.device) if transform.pairwise and b >= 2 else None
+        # the indicators and the large path serve the CPU paths only (other devices take the mask path)
+        self.axes = F.box_axes_fn(x.shape, transform.indicator_dtype(x), x.device) if x.is_cpu else None
+        self.large = x.is_cpu and max(h, w) > F._BOX_TABLE_MAX_SIDE and F.nested_views_available()
+
+
 class _BoxTransform(NegativeTransform):
     #: whether a box may cover the whole image (cutmix: no, that would copy the partner)
     whole_box = True
@@ -154,6 +176,35 @@ class _BoxTransform(NegativeTransform):
         self.high = _check_float("high", high, 0.0, 1.0, low_open=True)
         if self.low > self.high:
             raise ValueError(f"low must be <= high, got low={self.low}, high={self.high}")
+        self._plans: dict = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_plans", None)  # tensors and functions on one device: made again where loaded
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._plans = {}
+
+    def indicator_dtype(self, x: torch.Tensor) -> torch.dtype:
+        """The dtype of the 0/1 box indicators :meth:`apply` blends ``x`` with."""
+        return x.dtype if x.dtype.is_floating_point else torch.float32
+
+    def _plan(self, x: torch.Tensor) -> _BoxPlan:
+        """The :class:`_BoxPlan` for ``x``'s shape, dtype, device and layout and this box range
+        (kept per transform; ``low`` and ``high`` are part of the key, so changing them is safe)."""
+        key = (x.shape, x.dtype, x.device, x.stride(), self.low, self.high)
+        plans = self.__dict__.get("_plans")
+        if plans is None:  # a subclass that does not call __init__
+            plans = self.__dict__["_plans"] = {}
+        plan = plans.get(key)
+        if plan is None:
+            self._bounds(x)  # a clear error for images no box fits
+            if len(plans) >= 16:
+                plans.clear()
+            plan = plans[key] = _BoxPlan(self, x)
+        return plan
 
     def _bounds(self, x) -> tuple[int, int, int, int]:
         """``(h_lo, h_hi, w_lo, w_hi)``: the box sides this transform draws for ``x``."""
@@ -165,16 +216,13 @@ class _BoxTransform(NegativeTransform):
         return S.box_bounds(h, w, self.low, self.high, not self.whole_box)[:4]
 
     def sample(self, x, generator, *, external_partner=False):
-        h, w = x.shape[-2:]
-        self._bounds(x)
-        if self.pairwise:
-            params = _partner_params(x, generator, external_partner)
+        plan = self._plan(x)
+        if self.pairwise and not external_partner:  # partners first, then boxes (the draws' order)
+            # no partner sampler for a batch of one image: S.partners says why
+            params = _partner_params(x, generator, False) if plan.partners is None else {"partner": plan.partners(generator)}
         else:
             params = {}
-        params["start"], params["size"] = S.boxes(
-            x.shape[0], h, w, low=self.low, high=self.high, generator=generator, device=x.device,
-            proper=not self.whole_box,
-        )
+        params["start"], params["size"] = plan.boxes(generator)
         return params
 
     def check_params(self, x, params, partner):
@@ -199,8 +247,9 @@ class _BoxTransform(NegativeTransform):
         rows, cols = F.box_axes(x.shape, params["start"], params["size"], torch.bool)
         return rows & cols
 
-    def _path(self, x, *others, check_finite=True):
-        """How to apply the boxes to ``x``:
+    def _path(self, x, *others, check_finite=True) -> tuple[str, _BoxPlan | None]:
+        """How to apply the boxes to ``x``, and the plan for ``x`` on the CPU paths (``None`` on
+        the mask path for other devices, grad and ``torch.compile``):
 
         * ``"large"``: large CPU images: clone the batch and write only the boxes, through one
           strided view per box (cutmix copies the partner's box; cutout takes each mean from
@@ -211,12 +260,13 @@ class _BoxTransform(NegativeTransform):
         * ``"mask"``: ``torch.where``, exact for any values: other devices, inputs (``x`` or
           partner images) that require grad, and under ``torch.compile`` (which fuses it).
         """
-        if (x.device.type != "cpu" or x.requires_grad or torch.compiler.is_compiling()
-                or any(o.requires_grad for o in others)):
-            return "mask"
-        if max(x.shape[-2:]) > F._BOX_TABLE_MAX_SIDE and F.nested_views_available():
-            return "large"
-        return "blend" if not check_finite or F.all_finite(x, *others) else "mask"
+        if (not x.is_cpu or x.requires_grad or torch.compiler.is_compiling()
+                or (others and any(o.requires_grad for o in others))):
+            return "mask", None
+        plan = self._plan(x)
+        if plan.large:
+            return "large", plan
+        return ("blend" if not check_finite or F.all_finite(x, *others) else "mask"), plan
 
     def extra_repr(self):
         return f"low={self.low:.4g}, high={self.high:.4g}"
@@ -241,8 +291,11 @@ class Cutout(_BoxTransform):
 
     name = "cutout"
 
+    def indicator_dtype(self, x):
+        return _work_dtype(x)
+
     def apply(self, x, params, partner):
-        path = self._path(x, check_finite=False)
+        path, plan = self._path(x, check_finite=False)
         if path == "large":
             # Large images: the mean from the box rows alone, then a clone of the batch with
             # only the boxes written. Exact whenever the box rows are finite; otherwise (or for
@@ -257,7 +310,7 @@ class Cutout(_BoxTransform):
             path = "blend" if F.all_finite(x) else "mask"
         if path == "blend":
             work = _work_dtype(x)
-            rows, cols, area = F.box_axes(x.shape, params["start"], params["size"], work, with_area=True)
+            rows, cols, area = plan.axes(params["start"], params["size"], True)
             mask = rows * cols
             mean, scratch = F.box_mean_by_matmul(x, mask, area), None
             if mean is None:
@@ -294,7 +347,7 @@ class CutMix(_BoxTransform):
             )
 
     def apply(self, x, params, partner):
-        path = self._path(x) if partner is None else self._path(x, partner)
+        path, plan = self._path(x) if partner is None else self._path(x, partner)
         if path == "large":
             planes, m, restore = F.to_planes(x)
             if partner is None:
@@ -307,7 +360,7 @@ class CutMix(_BoxTransform):
             return restore(F.paste_boxes(planes, source, which, params["start"], params["size"], m))
         if path == "mask":
             return _keep_format(F.select(x, _partner_images(x, params, partner), self._masks(x, params)), x)
-        rows, cols = F.box_axes(x.shape, params["start"], params["size"], x.dtype if x.dtype.is_floating_point else torch.float32)
+        rows, cols = plan.axes(params["start"], params["size"])
         if partner is None and x.dtype.is_floating_point:
             # Blend into the gathered partner batch (elementwise, so writing over an input is
             # safe): one batch-sized allocation.

@@ -188,34 +188,50 @@ def box_axes(shape, start: torch.Tensor, size: torch.Tensor, dtype, with_area: b
         ``(rows, cols)`` shaped ``(B, 1, ..., H, 1)`` and ``(B, 1, ..., 1, W)``, then ``area``
         if asked for.
     """
+    return box_axes_fn(shape, dtype, start.device)(start, size, with_area)
+
+
+def box_axes_fn(shape, dtype, device) -> Callable[..., tuple[torch.Tensor, ...]]:
+    """:func:`box_axes` for one batch shape, dtype and device as a function of
+    ``(start, size, with_area=False)``: its table and view geometry worked out once (a transform
+    keeps it per input shape: fewer Python calls per call)."""
     b, h, w = shape[0], shape[-2], shape[-1]
     n = max(h, w)
+    small = n <= _BOX_TABLE_MAX_SIDE
+    # `inside` is freshly made (contiguous, storage offset 0) and holds (B, 2, row): the row
+    # indicator, then the column indicator (on the table path each followed by the range's
+    # length). Two as_strided views instead of a chain of slices and reshapes (each an op).
+    row = n + 1 if small else n
     ones, zeros = _lead(len(shape)), (0,) * (len(shape) - 3)
-    if n <= _BOX_TABLE_MAX_SIDE:
+    rows_view = ((b,) + ones + (h, 1), (2 * row,) + zeros + (1, 0))
+    cols_view = ((b,) + ones + (1, w), (2 * row,) + zeros + (0, 1), row)
+    value_view = ((b,) + (1,) * (len(shape) - 1), (2 * row,) + (0,) * (len(shape) - 1))
+    if small:
         # Small images: the cost is per op, not per element, so look the indicators up in a
         # cached table of [start, start + size) ranges (each row ending with the range's length,
         # for the area): one op.
-        table = S._cached(("box_table", n, dtype), start.device, lambda: _range_table(n, dtype))
-        inside = table.index_select(0, torch.add(size, start, alpha=n + 1).view(-1))
-        row = n + 1
-        if with_area:  # the two lengths are the rows' last values: one product of two views
-            one_value = ((b,) + (1,) * (len(shape) - 1), (2 * row,) + (0,) * (len(shape) - 1))
-            area = torch.mul(inside.as_strided(*one_value, n), inside.as_strided(*one_value, row + n))
-    else:
-        # Row r is inside [top, top + height) iff |2r + 1 - (2 top + height)| < height. Rows and
-        # columns are done in one (B, 2, max(H, W)) comparison.
-        coords = S._cached(("box_coords", n), start.device, lambda: (torch.arange(n) * 2 + 1).expand(2, n))
-        if with_area:
-            area = size.prod(dim=1).to(dtype).view((b,) + (1,) * (len(shape) - 1))
-        size = size.unsqueeze(2)
-        inside = ((coords - torch.add(size, start.unsqueeze(2), alpha=2)).abs_() < size).to(dtype)
-        row = n
-    # `inside` is freshly made (contiguous, storage offset 0) and holds (B, 2, row): the row
-    # indicator, then the column indicator. Two as_strided views instead of a chain of slices
-    # and reshapes (each of which is an op).
-    rows = inside.as_strided((b,) + ones + (h, 1), (2 * row,) + zeros + (1, 0))
-    cols = inside.as_strided((b,) + ones + (1, w), (2 * row,) + zeros + (0, 1), row)
-    return (rows, cols, area) if with_area else (rows, cols)
+        table = S._cached(("box_table", n, dtype), device, lambda: _range_table(n, dtype))
+
+        def from_table(start, size, with_area=False):
+            inside = table.index_select(0, torch.add(size, start, alpha=row).view(-1))
+            rows, cols = inside.as_strided(*rows_view), inside.as_strided(*cols_view)
+            if not with_area:
+                return rows, cols
+            # the two lengths are the rows' last values: one product of two views
+            return rows, cols, torch.mul(inside.as_strided(*value_view, n), inside.as_strided(*value_view, row + n))
+        return from_table
+    # Row r is inside [top, top + height) iff |2r + 1 - (2 top + height)| < height. Rows and
+    # columns are done in one (B, 2, max(H, W)) comparison.
+    coords = S._cached(("box_coords", n), device, lambda: (torch.arange(n) * 2 + 1).expand(2, n))
+
+    def by_comparison(start, size, with_area=False):
+        sides = size.unsqueeze(2)
+        inside = ((coords - torch.add(sides, start.unsqueeze(2), alpha=2)).abs_() < sides).to(dtype)
+        rows, cols = inside.as_strided(*rows_view), inside.as_strided(*cols_view)
+        if not with_area:
+            return rows, cols
+        return rows, cols, size.prod(dim=1).to(dtype).view(value_view[0])
+    return by_comparison
 
 
 def box_weights(shape, start: torch.Tensor, size: torch.Tensor, dtype) -> torch.Tensor:
@@ -413,21 +429,30 @@ def box_mean_by_matmul(x: torch.Tensor, mask: torch.Tensor, area: torch.Tensor) 
     Returns:
         the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in ``mask``'s dtype.
     """
-    b, hw = x.shape[0], x.shape[-2] * x.shape[-1]
     work = x if x.dtype == mask.dtype else x.to(mask.dtype)
-    # (B, H * W, P): each sample's planes as pixel-major columns, one as_strided view over the
-    # storage (a view chain would be two ops)
-    if work.dim() == 4 and work.is_contiguous(memory_format=torch.channels_last) and not work.is_contiguous():
-        p = work.shape[1]
-        planes = work.as_strided((b, hw, p), (hw * p, p, 1))
-    else:  # other layouts through a contiguous copy: the same sums as for a contiguous x
+    channels_last = work.dim() == 4 and not work.is_contiguous() and work.is_contiguous(memory_format=torch.channels_last)
+    if not channels_last:  # other layouts through a contiguous copy: the same sums as for a contiguous x
         work = work.contiguous()
-        p = work.numel() // (b * hw)
-        planes = work.as_strided((b, hw, p), (hw * p, 1, hw))
-    if not matmul_sums_propagate(b, hw, p, planes.stride(), mask.dtype):
+    layout = _matmul_layout(work.shape, channels_last, mask.dtype)
+    if layout is None:
         return None
-    sums = torch.bmm(mask.view(b, 1, hw), planes)  # (B, 1, P): every plane's box sum
-    return sums.view(x.shape[:-2] + (1, 1)).div_(area)
+    planes_view, mask_shape, sums_shape = layout
+    sums = torch.bmm(mask.view(mask_shape), work.as_strided(*planes_view))  # (B, 1, P): every plane's box sum
+    return sums.view(sums_shape).div_(area)
+
+
+@functools.lru_cache(maxsize=64)
+def _matmul_layout(shape: tuple, channels_last: bool, dtype: torch.dtype) -> tuple | None:
+    """:func:`box_mean_by_matmul`'s geometry for a contiguous or channels-last batch, worked out
+    once per shape: the ``as_strided`` arguments that view each sample's planes as pixel-major
+    ``(B, H * W, P)`` columns (one view over the storage; a view chain would be two ops), the
+    masks' and the sums' shapes; ``None`` where :func:`matmul_sums_propagate` fails."""
+    b, hw = shape[0], shape[-2] * shape[-1]
+    p = math.prod(shape[1:-2])
+    stride = (hw * p, p, 1) if channels_last else (hw * p, 1, hw)
+    if not matmul_sums_propagate(b, hw, p, stride, dtype):
+        return None
+    return ((b, hw, p), stride), (b, 1, hw), tuple(shape[:-2]) + (1, 1)
 
 
 @functools.lru_cache(maxsize=64)

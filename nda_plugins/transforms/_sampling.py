@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from typing import Callable
 
 import torch
 
@@ -92,6 +93,12 @@ def partners(batch: int, *, generator, device) -> torch.Tensor:
     Returns:
         ``(batch,)`` long tensor.
     """
+    return partner_sampler(batch, device)(generator)
+
+
+def partner_sampler(batch: int, device) -> Callable[[torch.Generator | None], torch.Tensor]:
+    """:func:`partners` for one batch size and device as a function of the generator alone, its
+    tables looked up once (a transform keeps it per input shape: fewer Python calls per draw)."""
     if batch < 2:
         raise ValueError(
             f"a two-image transform needs a batch of at least 2 images to pair each with another, "
@@ -101,10 +108,17 @@ def partners(batch: int, *, generator, device) -> torch.Tensor:
     if batch <= _PARTNER_TABLE_MAX:
         table = _cached(("partners", batch), device, lambda: (
             torch.arange(batch).view(batch, 1) + torch.arange(1, batch).view(1, batch - 1)).remainder(batch))
-        pick = torch.randint(0, batch - 1, (batch, 1), generator=generator, device=device)
-        return table.gather(1, pick).view(batch)
-    offset = torch.randint(1, batch, (batch,), generator=generator, device=device)
-    return (arange(batch, device) + offset).remainder_(batch)
+
+        def draw(generator):
+            pick = torch.randint(0, batch - 1, (batch, 1), generator=generator, device=device)
+            return table.gather(1, pick).view(batch)
+        return draw
+    index = arange(batch, device)
+
+    def draw_arithmetic(generator):
+        offset = torch.randint(1, batch, (batch,), generator=generator, device=device)
+        return (index + offset).remainder_(batch)
+    return draw_arithmetic
 
 
 _PARTNER_TABLE_MAX = 512  # 512 x 511 longs = 2 MiB
@@ -155,9 +169,17 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
     Returns:
         ``(start, size)``: ``(batch, 2)`` long tensors, ``(top, left)`` and ``(height, width)``.
     """
+    return box_sampler(batch, height, width, low=low, high=high, device=device, proper=proper)(generator)
+
+
+def box_sampler(batch: int, height: int, width: int, *, low: float, high: float, device,
+                proper: bool = False) -> Callable[[torch.Generator | None], tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`boxes` for one batch shape, box range and device as a function of the generator
+    alone, its tables looked up once (a transform keeps it per input shape: fewer Python calls
+    per draw). The same generator state gives the same boxes as :func:`boxes`."""
     h_lo, h_hi, w_lo, w_hi, n_pairs = box_bounds(height, width, low, high, proper)
     if n_pairs > _BOX_TABLE_MAX_PAIRS:
-        return _boxes_arithmetic(batch, (height, width), (h_lo, w_lo), (h_hi, w_hi), generator, device)
+        return lambda generator: _boxes_arithmetic(batch, (height, width), (h_lo, w_lo), (h_hi, w_hi), generator, device)
 
     def make():
         (ph, ch), (pw, cw) = _axis_boxes(height, h_lo, h_hi), _axis_boxes(width, w_lo, w_hi)
@@ -170,9 +192,12 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
         return pairs[:, 0].contiguous(), pairs[:, 1].contiguous(), cdf, torch.tensor([0.0, 1.0])
 
     starts, sizes, cdf, shift = _cached(("box_pairs", height, width, h_lo, h_hi, w_lo, w_hi), device, make)
-    u = uniform((batch, 2), generator=generator, device=device).add_(shift)
-    pick = torch.searchsorted(cdf, u, right=True)  # (batch, 2): row-axis pair, column-axis pair
-    return starts.take(pick), sizes.take(pick)
+
+    def draw(generator):
+        u = uniform((batch, 2), generator=generator, device=device).add_(shift)
+        pick = torch.searchsorted(cdf, u, right=True)  # (batch, 2): row-axis pair, column-axis pair
+        return starts.take(pick), sizes.take(pick)
+    return draw
 
 
 @functools.lru_cache(maxsize=256)
