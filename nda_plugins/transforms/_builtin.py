@@ -218,8 +218,10 @@ class _BoxTransform(NegativeTransform):
     def sample(self, x, generator, *, external_partner=False):
         plan = self._plan(x)
         if self.pairwise and not external_partner:  # partners first, then boxes (the draws' order)
-            # no partner sampler for a batch of one image: S.partners says why
-            params = _partner_params(x, generator, False) if plan.partners is None else {"partner": plan.partners(generator)}
+            if plan.partners is None:  # a batch of one image: S.partners says why it cannot be paired
+                params = _partner_params(x, generator, False)
+            else:
+                params = {"partner": plan.partners(generator)}
         else:
             params = {}
         params["start"], params["size"] = plan.boxes(generator)

@@ -194,7 +194,7 @@ def box_axes(shape, start: torch.Tensor, size: torch.Tensor, dtype, with_area: b
 def box_axes_fn(shape, dtype, device) -> Callable[..., tuple[torch.Tensor, ...]]:
     """:func:`box_axes` for one batch shape, dtype and device as a function of
     ``(start, size, with_area=False)``: its table and view geometry worked out once (a transform
-    keeps it per input shape: fewer Python calls per call)."""
+    keeps it per input shape, so a call does not redo that Python work)."""
     b, h, w = shape[0], shape[-2], shape[-1]
     n = max(h, w)
     small = n <= _BOX_TABLE_MAX_SIDE
@@ -430,7 +430,8 @@ def box_mean_by_matmul(x: torch.Tensor, mask: torch.Tensor, area: torch.Tensor) 
         the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in ``mask``'s dtype.
     """
     work = x if x.dtype == mask.dtype else x.to(mask.dtype)
-    channels_last = work.dim() == 4 and not work.is_contiguous() and work.is_contiguous(memory_format=torch.channels_last)
+    channels_last = (work.dim() == 4 and not work.is_contiguous()
+                     and work.is_contiguous(memory_format=torch.channels_last))
     if not channels_last:  # other layouts through a contiguous copy: the same sums as for a contiguous x
         work = work.contiguous()
     layout = _matmul_layout(work.shape, channels_last, mask.dtype)
