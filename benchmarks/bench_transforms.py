@@ -10,7 +10,10 @@ For each shape and device it times, interleaved and repeated:
   kornia is installed (not RandomErasing for cutout: it fills a constant, less work than a
   mean; cutout is compared with the per-sample loop of the same work);
 * with ``--compiled``, every transform again after ``t.compile()`` (its deterministic half
-  through ``torch.compile``; compiling takes a few seconds per transform and shape).
+  through ``torch.compile``; compiling takes a few seconds per transform and shape). Where
+  compiling fails (a C++ compiler or inductor that cannot build a kernel on this machine), that
+  transform's compiled column reads "compile failed", the error is printed and kept in the JSON
+  (``compile_error``), and the rest of the run goes on.
 
 and prints a table plus a JSON file. Figures are ratios, never absolute speed claims; each is
 the median over rounds of the ratio of two times taken in the same round (so a change in the
@@ -191,12 +194,30 @@ def bench_shape(label, shape, device, repeats, inner, slow_inner, compiled=False
         ops[f"kornia:{name}"] = ((lambda mod=mod: mod(x)), slow_inner)
 
     run = _timer(device, clock)
+    compile_errors = {}
+
+    def timed(key, fn, reps):
+        """``run(fn, reps)``; a compiled op that fails (when first compiled, or when a guard
+        makes it compile again later) is dropped with its error: it costs the column, not the run."""
+        try:
+            return run(fn, reps)
+        except Exception as e:
+            if not key.startswith("compiled:"):
+                raise
+            del ops[key]
+            samples.pop(key, None)
+            compile_errors[key.split(":", 1)[1]] = _first_line(e)
+            return None
+
+    samples = {}
+    for key, (fn, reps) in list(ops.items()):  # warm-up (and compilation)
+        timed(key, fn, 1)
     samples = {k: [] for k in ops}
-    for fn, reps in ops.values():  # warm-up (and compilation)
-        run(fn, 1)
     for _ in range(repeats):  # interleaved, so drift in machine load hits every op alike
-        for key, (fn, reps) in ops.items():
-            samples[key].append(run(fn, reps))
+        for key, (fn, reps) in list(ops.items()):
+            t = timed(key, fn, reps)
+            if t is not None:
+                samples[key].append(t)
     med = {k: statistics.median(v) for k, v in samples.items()}
 
     def ratio(a, b):
@@ -217,11 +238,20 @@ def bench_shape(label, shape, device, repeats, inner, slow_inner, compiled=False
             "loop_vs_clone": ratio("clone", f"loop:{name}"),
             "compiled_vs_clone": ratio("clone", f"compiled:{name}"),
             "vs_randn_like": ratio("randn_like", name),
+            "compile_error": compile_errors.get(name),
         }
         row["target"], row["meets_target"] = target(label, name, row)
         rows.append(row)
-    return {"case": label, "shape": list(shape), "device": str(device), "clock": clock, "median_seconds": med,
-            "rows": rows}
+    return {"case": label, "shape": list(shape), "device": str(device), "clock": clock, "compiled": compiled,
+            "median_seconds": med, "rows": rows}
+
+
+def _first_line(error: BaseException) -> str:
+    """``Type: first line of the message`` (and the next where the first ends with a colon, as
+    torch's "backend='inductor' raised:" does): a compiler's error carries its whole command line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = " ".join(lines[:2]) if lines and lines[0].endswith(":") else (lines[0] if lines else "")
+    return f"{type(error).__name__}: {text}"[:300]
 
 
 def _fmt(v, spec):
@@ -239,8 +269,17 @@ def print_table(result):
         print(f"{r['transform']:<10}{r['vs_clone']:>10.2f}{r['x_index_select']:>13.2f}{r['vs_randn_like']:>10.2f}"
               f"{r['loop_over_ours']:>11.1f}"
               f"{_fmt(r['kornia_over_ours'], '.1f'):>13}{_fmt(r['kornia_vs_clone'], '.3f'):>17}"
-              f"{r['loop_vs_clone']:>15.3f}{_fmt(r['compiled_vs_clone'], '.2f'):>19}  "
+              f"{r['loop_vs_clone']:>15.3f}{_compiled_cell(r):>19}  "
               f"{r['target']}: {'met' if r['meets_target'] else 'MISSED'}")
+    for r in result["rows"]:
+        if r.get("compile_error"):
+            print(f"  t.compile() failed for {r['transform']}, so its compiled column is empty: {r['compile_error']}")
+
+
+def _compiled_cell(row) -> str:
+    if row.get("compile_error"):
+        return "compile failed"
+    return _fmt(row["compiled_vs_clone"], ".2f")
 
 
 KORNIA_NAMES = {"jigsaw": "RandomJigsaw", "cutmix": "RandomCutMixV2", "mixup": "RandomMixUpV2"}
@@ -250,7 +289,7 @@ def markdown(result) -> str:
     """The README's table for one case."""
     med = result["median_seconds"]
     small = result["case"] == "latency-bound"
-    compiled = result["rows"][0]["compiled_vs_clone"] is not None
+    compiled = result.get("compiled", result["rows"][0]["compiled_vs_clone"] is not None)
     lines = [
         f"**{result['case']}** `{tuple(result['shape'])}` float32 on {result['device']} "
         f"(`x.clone()` {med['clone'] * 1e6:.0f} µs, `x.index_select(0, perm)` {med['index_select'] * 1e6:.0f} µs, "
@@ -268,7 +307,7 @@ def markdown(result) -> str:
         k = "–" if r["kornia_over_ours"] is None else f"{r['kornia_over_ours']:.1f} ({KORNIA_NAMES[r['transform']]})"
         lines.append(f"| {r['transform']} | {r['vs_clone']:.2f} | {r['x_index_select']:.1f} | {r['vs_randn_like']:.2f} "
                      f"| {r['loop_over_ours']:.1f} | {k} | {'yes' if r['meets_target'] else 'no'} |"
-                     + (f" {r['compiled_vs_clone']:.2f} |" if compiled else ""))
+                     + (f" {_compiled_cell(r)} |" if compiled else ""))
     return "\n".join(lines)
 
 

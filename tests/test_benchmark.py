@@ -87,3 +87,59 @@ def test_ratios_pair_the_times_of_one_round(monkeypatch, bench):
     assert row["vs_clone"] == pytest.approx(0.5) and row["x_index_select"] == pytest.approx(2.0)
     assert row["loop_over_ours"] == pytest.approx(4.0) and row["vs_randn_like"] == pytest.approx(2.0)
     assert result["median_seconds"]["clone"] == pytest.approx(3.0)
+
+
+def test_a_failed_compile_costs_its_column_not_the_run(monkeypatch, bench):
+    """A compiler that fails on one transform (inductor cannot build its kernel on this machine)
+    empties that transform's compiled column and records why; the other columns are timed."""
+    monkeypatch.setattr(bench, "kornia_ops", lambda: {})
+    monkeypatch.setattr(bench, "OURS", ["cutmix", "mixup"])
+    real_build = bench.T.build
+
+    class Broken:
+        def __call__(self, x, generator=None):
+            raise RuntimeError("C++ compile error\ng++ -march=native ...")
+
+    def build(name, **kwargs):
+        t = real_build(name, **kwargs)
+        if name == "cutmix":
+            t.compile = lambda **options: Broken()
+        else:
+            t.compile = lambda **options: t  # eager stands in for a working compiler here
+        return t
+
+    monkeypatch.setattr(bench.T, "build", build)
+    result = bench.bench_shape("latency-bound", (4, 3, 8, 8), torch.device("cpu"), repeats=1, inner=1, slow_inner=1,
+                               compiled=True)
+    rows = {r["transform"]: r for r in result["rows"]}
+    assert rows["cutmix"]["compiled_vs_clone"] is None
+    assert rows["cutmix"]["compile_error"] == "RuntimeError: C++ compile error"
+    assert rows["cutmix"]["x_index_select"] > 0  # the eager transform was still timed
+    assert rows["mixup"]["compiled_vs_clone"] > 0 and rows["mixup"]["compile_error"] is None
+    assert "compiled:cutmix" not in result["median_seconds"]
+    table = bench.markdown(result)
+    assert table.splitlines()[2].endswith("`t.compile()`: throughput vs `clone` |")
+    assert "| cutmix |" in table and table.split("| cutmix |")[1].splitlines()[0].endswith(" compile failed |")
+    json.dumps(result)
+
+
+def test_an_eager_failure_is_not_hidden(monkeypatch, bench):
+    """Only the compiled column may fail quietly: a transform that raises eagerly stops the run."""
+    monkeypatch.setattr(bench, "kornia_ops", lambda: {})
+    monkeypatch.setattr(bench, "OURS", ["cutmix"])
+    real_build = bench.T.build
+
+    def build(name, **kwargs):
+        t = real_build(name, **kwargs)
+        t.apply = lambda *a: (_ for _ in ()).throw(RuntimeError("broken transform"))
+        return t
+
+    monkeypatch.setattr(bench.T, "build", build)
+    with pytest.raises(RuntimeError, match="broken transform"):
+        bench.bench_shape("latency-bound", (4, 3, 8, 8), torch.device("cpu"), repeats=1, inner=1, slow_inner=1)
+
+
+def test_compile_error_summary_keeps_the_reason(bench):
+    wrapped = RuntimeError("backend='inductor' raised:\nCppCompileError: C++ compile error\n\nCommand:\ng++ ...")
+    assert bench._first_line(wrapped) == "RuntimeError: backend='inductor' raised: CppCompileError: C++ compile error"
+    assert bench._first_line(ValueError("")) == "ValueError: "
