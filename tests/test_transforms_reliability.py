@@ -220,7 +220,7 @@ def test_cutout_means_by_matmul_only_where_the_kernel_propagates_nan(shape, memo
 
     F.matmul_sums_propagate.cache_clear()
     monkeypatch.setattr(F, "matmul_sums_propagate", F.matmul_sums_propagate.__wrapped__)  # no cache
-    monkeypatch.setattr(F, "_matmul_layout", F._matmul_layout.__wrapped__)  # which caches its answer too
+    monkeypatch.setattr(F, "_matmul_mean", F._matmul_mean.__wrapped__)  # which caches its answer too
     if matmul is not None:
         monkeypatch.setattr(torch, "bmm", matmul)
     used = []
@@ -683,3 +683,57 @@ def test_box_plans_are_not_pickled(name):
     for loaded in (pickle.loads(pickle.dumps(t)), copy.deepcopy(t)):
         assert loaded._plans == {}
         assert torch.equal(loaded(x, generator=_gen()), y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("shape", [(6, 3, 12, 10), (5, 2, 3, 9, 7), (4, 1, 64, 2)], ids=str)
+@pytest.mark.parametrize("name", BOX)
+def test_indicators_by_the_draws_index_equal_those_from_start_and_size(name, shape, dtype):
+    """The boxes a plan has just drawn are read from a table indexed like the draw: the same
+    rows, areas and columns as box_axes computes from their start and size."""
+    t = T.build(name)
+    x = _batch(shape, dtype)
+    params = t.sample(x, _gen(), external_partner=False)
+    plan = t._plan(x)
+    assert plan.drawn is not None and plan.drawn[0] is params["start"]
+    by_pick = plan.indicators(params, True)
+    by_box = F.box_axes(x.shape, params["start"], params["size"], dtype, with_area=True)
+    for got, expected in zip(by_pick, by_box):
+        assert got.shape == expected.shape and got.dtype == dtype
+        assert torch.equal(got, expected)
+    assert torch.equal(by_pick[2].flatten(), (params["size"][:, 0] * params["size"][:, 1]).to(dtype))
+
+
+@pytest.mark.parametrize("name", BOX)
+def test_boxes_edited_in_place_after_the_draw_are_the_ones_applied(name):
+    """A plan reads the indicators of its last draw by the draw's table index only while the
+    drawn tensors are unchanged: boxes edited in place (or replaced) before ``apply`` are
+    applied as edited."""
+    t = T.build(name)
+    x = _batch((6, 3, 12, 10))
+    params = t.sample(x, _gen(), external_partner=False)
+    start, size = params["start"], params["size"]
+    start[:, 0] = 0  # every box to the top row (in place: same tensor, new version)
+    size[:, 1] = size[:, 1].clamp(max=5)
+    y = t(x, params=params)
+    torch.testing.assert_close(y, reference_box_transform(name, x, params), rtol=0, atol=1e-6)
+    params = t.sample(x, _gen(2), external_partner=False)
+    replaced = dict(params, start=torch.zeros_like(params["start"]))  # new tensors: from start and size
+    torch.testing.assert_close(t(x, params=replaced), reference_box_transform(name, x, replaced), rtol=0, atol=1e-6)
+    # the unedited draw, replayed as it is, gives what the call that drew it gave
+    y = t(x, generator=_gen(3))
+    assert torch.equal(t(x, params=t.last_params), y)
+
+
+@pytest.mark.parametrize("name", BOX)
+def test_box_transforms_under_inference_mode(name):
+    """Tensors made under ``torch.inference_mode`` keep no version counter: their boxes are
+    not kept for the index lookup, and the output is the same as outside it."""
+    t = T.build(name)
+    x = _batch((6, 3, 12, 10))
+    expected = t(x, generator=_gen())
+    with torch.inference_mode():
+        got = t(x, generator=_gen())
+        assert t._plan(x).drawn is None
+    assert torch.equal(got, expected)
+    torch.testing.assert_close(got, reference_box_transform(name, x, t.last_params), rtol=0, atol=1e-6)

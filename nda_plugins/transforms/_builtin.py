@@ -149,21 +149,50 @@ class Stitch(NegativeTransform):
 
 class _BoxPlan:
     """What a box transform's hot path needs for one input geometry, worked out on its first
-    call: the draws (functions of the generator) and the box indicators (a function of the
-    boxes; CPU only) with their tables looked up, and whether apply takes the large-image path.
-    On small batches a call is a handful of small ops, so the Python around them counts: with a
-    plan a call looks its geometry up once instead of in every helper."""
+    call: the draws (functions of the generator), the box indicators (functions of the boxes;
+    CPU only) with their tables looked up, cutout's box means (CPU only), and whether apply
+    takes the large-image path. On small batches a call is a handful of small ops, so the
+    Python and the ops around the data count: with a plan a call looks its geometry up once
+    instead of in every helper, and the indicators of boxes it has just drawn are read with the
+    draw's own table index (see :meth:`indicators`)."""
 
-    __slots__ = ("boxes", "partners", "axes", "large")
+    __slots__ = ("boxes", "partners", "axes", "axes_by_pick", "mean", "large", "drawn")
 
     def __init__(self, transform: "_BoxTransform", x: torch.Tensor) -> None:
         b, (h, w) = x.shape[0], x.shape[-2:]
         self.boxes = S.box_sampler(b, h, w, low=transform.low, high=transform.high, device=x.device,
                                    proper=not transform.whole_box)
         self.partners = S.partner_sampler(b, x.device) if transform.pairwise and b >= 2 else None
-        # the indicators and the large path serve the CPU paths only (other devices take the mask path)
-        self.axes = F.box_axes_fn(x.shape, transform.indicator_dtype(x), x.device) if x.is_cpu else None
+        self.drawn = None  # (start, size, pick, their versions) of the last draw; see remember()
         self.large = x.is_cpu and max(h, w) > F._BOX_TABLE_MAX_SIDE and F.nested_views_available()
+        # the indicators, the means and the large path serve the CPU paths only (other devices
+        # take the mask path)
+        self.axes = self.axes_by_pick = self.mean = None
+        if x.is_cpu:
+            dtype = transform.indicator_dtype(x)
+            self.axes = F.box_axes_fn(x.shape, dtype, x.device)
+            self.axes_by_pick = F.box_axes_by_pick_fn(x.shape, dtype, x.device, transform._bounds(x))
+            self.mean = F.box_mean_by_matmul_fn(x)
+
+    def remember(self, start: torch.Tensor, size: torch.Tensor, pick: torch.Tensor | None) -> None:
+        """Keep the boxes just drawn, so that :meth:`indicators` can read their indicators by
+        ``pick``. Inference tensors keep no version counter: boxes drawn under
+        ``torch.inference_mode`` are not kept (their indicators come from start and size)."""
+        if pick is None or self.axes_by_pick is None or start.is_inference():
+            self.drawn = None
+        else:
+            self.drawn = (start, size, pick, start._version, size._version)
+
+    def indicators(self, params: dict, with_area: bool = False) -> tuple[torch.Tensor, ...]:
+        """:func:`F.box_axes` of ``params``'s boxes: by the draw's table index when ``params``
+        holds the very tensors this plan drew last, unchanged since (an in-place change bumps a
+        tensor's version); from their start and size otherwise (replayed or edited params)."""
+        start, size = params["start"], params["size"]
+        drawn = self.drawn
+        if (drawn is not None and drawn[0] is start and drawn[1] is size
+                and drawn[3] == start._version and drawn[4] == size._version):
+            return self.axes_by_pick(drawn[2], with_area)
+        return self.axes(start, size, with_area)
 
 
 class _BoxTransform(NegativeTransform):
@@ -224,7 +253,9 @@ class _BoxTransform(NegativeTransform):
                 params = {"partner": plan.partners(generator)}
         else:
             params = {}
-        params["start"], params["size"] = plan.boxes(generator)
+        start, size, pick = plan.boxes(generator)
+        plan.remember(start, size, pick)
+        params["start"], params["size"] = start, size
         return params
 
     def check_params(self, x, params, partner):
@@ -312,9 +343,9 @@ class Cutout(_BoxTransform):
             path = "blend" if F.all_finite(x) else "mask"
         if path == "blend":
             work = _work_dtype(x)
-            rows, cols, area = plan.axes(params["start"], params["size"], True)
+            rows, cols, area = plan.indicators(params, True)
             mask = rows * cols
-            mean, scratch = F.box_mean_by_matmul(x, mask, area), None
+            mean, scratch = plan.mean(x, mask, area), None
             if mean is None:
                 mean, scratch = F.box_mean(x, mask, area)
             # Finite means show that all of x is finite (see box_mean), so the blend is exact:
@@ -362,7 +393,7 @@ class CutMix(_BoxTransform):
             return restore(F.paste_boxes(planes, source, which, params["start"], params["size"], m))
         if path == "mask":
             return _keep_format(F.select(x, _partner_images(x, params, partner), self._masks(x, params)), x)
-        rows, cols = plan.axes(params["start"], params["size"])
+        rows, cols = plan.indicators(params)
         if partner is None and x.dtype.is_floating_point:
             # Blend into the gathered partner batch (elementwise, so writing over an input is
             # safe): one batch-sized allocation.

@@ -195,43 +195,81 @@ def box_axes_fn(shape, dtype, device) -> Callable[..., tuple[torch.Tensor, ...]]
     """:func:`box_axes` for one batch shape, dtype and device as a function of
     ``(start, size, with_area=False)``: its table and view geometry worked out once (a transform
     keeps it per input shape, so a call does not redo that Python work)."""
-    b, h, w = shape[0], shape[-2], shape[-1]
+    h, w = shape[-2], shape[-1]
     n = max(h, w)
-    small = n <= _BOX_TABLE_MAX_SIDE
-    # `inside` is freshly made (contiguous, storage offset 0) and holds (B, 2, row): the row
-    # indicator, then the column indicator (on the table path each followed by the range's
-    # length). Two as_strided views instead of a chain of slices and reshapes (each an op).
-    row = n + 1 if small else n
-    ones, zeros = _lead(len(shape)), (0,) * (len(shape) - 3)
-    rows_view = ((b,) + ones + (h, 1), (2 * row,) + zeros + (1, 0))
-    cols_view = ((b,) + ones + (1, w), (2 * row,) + zeros + (0, 1), row)
-    value_view = ((b,) + (1,) * (len(shape) - 1), (2 * row,) + (0,) * (len(shape) - 1))
-    if small:
+    if n <= _BOX_TABLE_MAX_SIDE:
         # Small images: the cost is per op, not per element, so look the indicators up in a
         # cached table of [start, start + size) ranges (each row ending with the range's length,
         # for the area): one op.
+        row = n + 1
         table = S._cached(("box_table", n, dtype), device, lambda: _range_table(n, dtype))
+        views = _indicator_views(shape, row)
 
         def from_table(start, size, with_area=False):
-            inside = table.index_select(0, torch.add(size, start, alpha=row).view(-1))
-            rows, cols = inside.as_strided(*rows_view), inside.as_strided(*cols_view)
-            if not with_area:
-                return rows, cols
-            # the two lengths are the rows' last values: one product of two views
-            return rows, cols, torch.mul(inside.as_strided(*value_view, n), inside.as_strided(*value_view, row + n))
+            return views(table.index_select(0, torch.add(size, start, alpha=row).view(-1)), with_area)
         return from_table
     # Row r is inside [top, top + height) iff |2r + 1 - (2 top + height)| < height. Rows and
     # columns are done in one (B, 2, max(H, W)) comparison.
     coords = S._cached(("box_coords", n), device, lambda: (torch.arange(n) * 2 + 1).expand(2, n))
+    views = _indicator_views(shape, n)
+    area_shape = (shape[0],) + (1,) * (len(shape) - 1)
 
     def by_comparison(start, size, with_area=False):
         sides = size.unsqueeze(2)
         inside = ((coords - torch.add(sides, start.unsqueeze(2), alpha=2)).abs_() < sides).to(dtype)
+        rows, cols = views(inside)
+        if not with_area:
+            return rows, cols
+        return rows, cols, size.prod(dim=1).to(dtype).view(area_shape)
+    return by_comparison
+
+
+def box_axes_by_pick_fn(shape, dtype, device, bounds) -> Callable[..., tuple[torch.Tensor, ...]] | None:
+    """:func:`box_axes_fn` for boxes given by the index of their (start, size) pairs in the box
+    draw's table (the ``pick`` that :func:`~nda_plugins.transforms._sampling.box_sampler`
+    returns), for images small enough for the indicator table (``None`` otherwise): the
+    function of ``(pick, with_area=False)`` reads a table of the draw's pairs' indicators with
+    ``pick`` itself, one op fewer than computing each pair's row from its start and size.
+    ``bounds`` are the draw's side ranges, ``(h_lo, h_hi, w_lo, w_hi)``; the indicators equal
+    :func:`box_axes`'s for the same boxes."""
+    h, w = shape[-2], shape[-1]
+    n = max(h, w)
+    if n > _BOX_TABLE_MAX_SIDE:
+        return None
+
+    def make():
+        starts, sizes = S.box_pairs(h, w, *bounds, device)[:2]
+        table = S._cached(("box_table", n, dtype), device, lambda: _range_table(n, dtype))
+        return table.index_select(0, starts * (n + 1) + sizes)
+
+    by_pick = S._cached(("box_table_by_pick", h, w) + tuple(bounds) + (dtype,), device, make)
+    views = _indicator_views(shape, n + 1)
+
+    def from_pick(pick, with_area=False):
+        return views(by_pick.index_select(0, pick.view(-1)), with_area)
+    return from_pick
+
+
+def _indicator_views(shape, row: int):
+    """The function that views a freshly made ``(B * 2, row)`` block of indicators (each
+    sample's row indicator, then its column indicator; on the table path, where ``row`` is
+    ``max(H, W) + 1``, each followed by the range's length) as ``box_axes``'s ``(rows, cols)``
+    and, with ``with_area``, the product of the two lengths. As ``as_strided`` views: a chain of
+    slices and reshapes would be an op each."""
+    b, h, w = shape[0], shape[-2], shape[-1]
+    n = max(h, w)
+    ones, zeros = _lead(len(shape)), (0,) * (len(shape) - 3)
+    rows_view = ((b,) + ones + (h, 1), (2 * row,) + zeros + (1, 0))
+    cols_view = ((b,) + ones + (1, w), (2 * row,) + zeros + (0, 1), row)
+    value_view = ((b,) + (1,) * (len(shape) - 1), (2 * row,) + (0,) * (len(shape) - 1))
+
+    def views(inside, with_area=False):
         rows, cols = inside.as_strided(*rows_view), inside.as_strided(*cols_view)
         if not with_area:
             return rows, cols
-        return rows, cols, size.prod(dim=1).to(dtype).view(value_view[0])
-    return by_comparison
+        # the two lengths are the rows' last values: one product of two views
+        return rows, cols, torch.mul(inside.as_strided(*value_view, n), inside.as_strided(*value_view, row + n))
+    return views
 
 
 def box_weights(shape, start: torch.Tensor, size: torch.Tensor, dtype) -> torch.Tensor:
@@ -430,30 +468,52 @@ def box_mean_by_matmul(x: torch.Tensor, mask: torch.Tensor, area: torch.Tensor) 
         the mean, shaped like ``x`` with ``H, W`` reduced to ``1, 1``, in ``mask``'s dtype.
     """
     work = x if x.dtype == mask.dtype else x.to(mask.dtype)
-    channels_last = (work.dim() == 4 and not work.is_contiguous()
-                     and work.is_contiguous(memory_format=torch.channels_last))
+    channels_last = _channels_last(work)
     if not channels_last:  # other layouts through a contiguous copy: the same sums as for a contiguous x
         work = work.contiguous()
-    layout = _matmul_layout(work.shape, channels_last, mask.dtype)
-    if layout is None:
-        return None
-    planes_view, mask_shape, sums_shape = layout
-    sums = torch.bmm(mask.view(mask_shape), work.as_strided(*planes_view))  # (B, 1, P): every plane's box sum
-    return sums.view(sums_shape).div_(area)
+    mean = _matmul_mean(tuple(work.shape), channels_last, mask.dtype)
+    return None if mean is None else mean(work, mask, area)
+
+
+def box_mean_by_matmul_fn(x: torch.Tensor) -> Callable[..., torch.Tensor | None]:
+    """:func:`box_mean_by_matmul` for batches laid out like ``x`` (same shape, dtype and
+    strides), with masks in ``x``'s float dtype, as a function of ``(x, mask, area)``: for a
+    contiguous or channels-last float32/float64 ``x`` the views and the kernel check are
+    worked out here, once; for other layouts and dtypes it is :func:`box_mean_by_matmul`."""
+    channels_last = _channels_last(x)
+    if x.dtype not in (torch.float32, torch.float64) or not (channels_last or x.is_contiguous()):
+        return box_mean_by_matmul
+    mean = _matmul_mean(tuple(x.shape), channels_last, x.dtype)
+    return _no_mean if mean is None else mean
+
+
+def _no_mean(x, mask, area) -> None:
+    return None
+
+
+def _channels_last(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a channels-last image batch that is not also contiguous."""
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
 
 
 @functools.lru_cache(maxsize=64)
-def _matmul_layout(shape: tuple, channels_last: bool, dtype: torch.dtype) -> tuple | None:
-    """:func:`box_mean_by_matmul`'s geometry for a contiguous or channels-last batch, worked out
-    once per shape: the ``as_strided`` arguments that view each sample's planes as pixel-major
-    ``(B, H * W, P)`` columns (one view over the storage; a view chain would be two ops), the
-    masks' and the sums' shapes; ``None`` where :func:`matmul_sums_propagate` fails."""
+def _matmul_mean(shape: tuple, channels_last: bool, dtype: torch.dtype) -> Callable[..., torch.Tensor] | None:
+    """:func:`box_mean_by_matmul`'s mean for a contiguous or channels-last batch of one shape, as
+    a function of ``(x, mask, area)`` made once per shape: it views each sample's planes as
+    pixel-major ``(B, H * W, P)`` columns (one ``as_strided`` view over the storage; a view
+    chain would be two ops) and multiplies the masks with them. ``None`` where
+    :func:`matmul_sums_propagate` fails."""
     b, hw = shape[0], shape[-2] * shape[-1]
     p = math.prod(shape[1:-2])
-    stride = (hw * p, p, 1) if channels_last else (hw * p, 1, hw)
-    if not matmul_sums_propagate(b, hw, p, stride, dtype):
+    planes = ((b, hw, p), (hw * p, p, 1) if channels_last else (hw * p, 1, hw))
+    if not matmul_sums_propagate(b, hw, p, planes[1], dtype):
         return None
-    return ((b, hw, p), stride), (b, 1, hw), tuple(shape[:-2]) + (1, 1)
+    mask_shape, sums_shape = (b, 1, hw), shape[:-2] + (1, 1)
+
+    def mean(x, mask, area):
+        sums = torch.bmm(mask.view(mask_shape), x.as_strided(*planes))  # (B, 1, P): every plane's box sum
+        return sums.view(sums_shape).div_(area)
+    return mean
 
 
 @functools.lru_cache(maxsize=64)

@@ -169,17 +169,38 @@ def boxes(batch: int, height: int, width: int, *, low: float, high: float, gener
     Returns:
         ``(start, size)``: ``(batch, 2)`` long tensors, ``(top, left)`` and ``(height, width)``.
     """
-    return box_sampler(batch, height, width, low=low, high=high, device=device, proper=proper)(generator)
+    return box_sampler(batch, height, width, low=low, high=high, device=device, proper=proper)(generator)[:2]
 
 
 def box_sampler(batch: int, height: int, width: int, *, low: float, high: float, device,
-                proper: bool = False) -> Callable[[torch.Generator | None], tuple[torch.Tensor, torch.Tensor]]:
+                proper: bool = False) -> Callable[[torch.Generator | None], tuple]:
     """:func:`boxes` for one batch shape, box range and device as a function of the generator
     alone, its tables looked up once (a transform keeps it per input shape: fewer Python calls
-    per draw). The same generator state gives the same boxes as :func:`boxes`."""
+    per draw). The same generator state gives the same boxes as :func:`boxes`.
+
+    The function returns ``(start, size, pick)``: ``pick`` is the ``(batch, 2)`` index of each
+    axis's (start, size) pair in the table of :func:`box_pairs` (``None`` where the boxes are
+    drawn arithmetically), so that tables indexed like it (the box indicators) are read with
+    one lookup of ``pick`` instead of one computed from the start and the size."""
     h_lo, h_hi, w_lo, w_hi, n_pairs = box_bounds(height, width, low, high, proper)
     if n_pairs > _BOX_TABLE_MAX_PAIRS:
-        return lambda generator: _boxes_arithmetic(batch, (height, width), (h_lo, w_lo), (h_hi, w_hi), generator, device)
+        def draw_arithmetic(generator):
+            start, size = _boxes_arithmetic(batch, (height, width), (h_lo, w_lo), (h_hi, w_hi), generator, device)
+            return start, size, None
+        return draw_arithmetic
+    starts, sizes, cdf, shift = box_pairs(height, width, h_lo, h_hi, w_lo, w_hi, device)
+
+    def draw(generator):
+        u = uniform((batch, 2), generator=generator, device=device).add_(shift)
+        pick = torch.searchsorted(cdf, u, right=True)  # (batch, 2): row-axis pair, column-axis pair
+        return starts.take(pick), sizes.take(pick), pick
+    return draw
+
+
+def box_pairs(height: int, width: int, h_lo: int, h_hi: int, w_lo: int, w_hi: int, device):
+    """The box draw's tables for one image size and side range (cached): ``(starts, sizes, cdf,
+    shift)``, every (start, size) pair of the row axis then of the column axis, as two ``(K,)``
+    long tensors, with the cumulative probabilities the draw searches (see :func:`box_sampler`)."""
 
     def make():
         (ph, ch), (pw, cw) = _axis_boxes(height, h_lo, h_hi), _axis_boxes(width, w_lo, w_hi)
@@ -191,13 +212,7 @@ def box_sampler(batch: int, height: int, width: int, *, low: float, high: float,
         pairs = torch.cat([ph, pw])
         return pairs[:, 0].contiguous(), pairs[:, 1].contiguous(), cdf, torch.tensor([0.0, 1.0])
 
-    starts, sizes, cdf, shift = _cached(("box_pairs", height, width, h_lo, h_hi, w_lo, w_hi), device, make)
-
-    def draw(generator):
-        u = uniform((batch, 2), generator=generator, device=device).add_(shift)
-        pick = torch.searchsorted(cdf, u, right=True)  # (batch, 2): row-axis pair, column-axis pair
-        return starts.take(pick), sizes.take(pick)
-    return draw
+    return _cached(("box_pairs", height, width, h_lo, h_hi, w_lo, w_hi), device, make)
 
 
 @functools.lru_cache(maxsize=256)
