@@ -10,7 +10,9 @@ For each shape and device it times, interleaved and repeated:
   kornia is installed (not RandomErasing for cutout: it fills a constant, less work than a
   mean; cutout is compared with the per-sample loop of the same work);
 * with ``--compiled``, every transform again after ``t.compile()`` (its deterministic half
-  through ``torch.compile``; compiling takes a few seconds per transform and shape). Where
+  through ``torch.compile``; compiling takes a few seconds per transform and shape), in rounds
+  of their own after the others, with the clone their column is taken against (so the other
+  figures are the same with or without ``--compiled``). Where
   compiling fails (a C++ compiler or inductor that cannot build a kernel on this machine), that
   transform's compiled column reads "compile failed", the error is printed and kept in the JSON
   (``compile_error``), and the rest of the run goes on.
@@ -196,35 +198,49 @@ def bench_shape(label, shape, device, repeats, inner, slow_inner, compiled=False
     run = _timer(device, clock)
     compile_errors = {}
 
-    def timed(key, fn, reps):
+    def timed(key, fn, reps, times):
         """``run(fn, reps)``; a compiled op that fails (when first compiled, or when a guard
-        makes it compile again later) is dropped with its error: it costs the column, not the run."""
+        makes it compile again later) is dropped, with its times and its error: it costs the
+        column, not the run."""
         try:
             return run(fn, reps)
         except Exception as e:
             if not key.startswith("compiled:"):
                 raise
             del ops[key]
-            samples.pop(key, None)
+            times.pop(key, None)
             compile_errors[key.split(":", 1)[1]] = _first_line(e)
             return None
 
-    samples = {}
     for key, (fn, reps) in list(ops.items()):  # warm-up (and compilation)
-        timed(key, fn, 1)
-    samples = {k: [] for k in ops}
-    for _ in range(repeats):  # interleaved, so drift in machine load hits every op alike
-        for key, (fn, reps) in list(ops.items()):
-            t = timed(key, fn, reps)
-            if t is not None:
-                samples[key].append(t)
-    med = {k: statistics.median(v) for k, v in samples.items()}
+        timed(key, fn, 1, {})
+
+    def rounds(keys):
+        """``{key: [time per round]}``, the ops timed interleaved, so that drift in the machine's
+        load hits them alike."""
+        times = {k: [] for k in keys}
+        for _ in range(repeats):
+            for key in [k for k in keys if k in ops]:
+                fn, reps = ops[key]
+                t = timed(key, fn, reps, times)
+                if t is not None:
+                    times[key].append(t)
+        return {k: v for k, v in times.items() if v}
+
+    # The compiled transforms get rounds of their own (with the clone their column is taken
+    # against): timed in the same rounds, their blocks would change the caches and the heap the
+    # eager ops start from, so the eager figures would depend on whether --compiled was given.
+    eager = rounds([k for k in ops if not k.startswith("compiled:")])
+    compiled_rounds = rounds(["clone"] + [k for k in ops if k.startswith("compiled:")]) if compiled else {}
+    med = {k: statistics.median(v) for k, v in eager.items()}
+    med.update({k: statistics.median(v) for k, v in compiled_rounds.items() if k != "clone"})
 
     def ratio(a, b):
         """Median over rounds of time(a) / time(b), both timed in the same round."""
-        if a not in samples or b not in samples:
-            return None
-        return statistics.median(ta / tb for ta, tb in zip(samples[a], samples[b]))
+        for times in (eager, compiled_rounds):
+            if a in times and b in times:
+                return statistics.median(ta / tb for ta, tb in zip(times[a], times[b]))
+        return None
 
     rows = []
     for name in OURS:

@@ -143,3 +143,33 @@ def test_compile_error_summary_keeps_the_reason(bench):
     wrapped = RuntimeError("backend='inductor' raised:\nCppCompileError: C++ compile error\n\nCommand:\ng++ ...")
     assert bench._first_line(wrapped) == "RuntimeError: backend='inductor' raised: CppCompileError: C++ compile error"
     assert bench._first_line(ValueError("")) == "ValueError: "
+
+
+def test_compiled_transforms_are_timed_in_rounds_of_their_own(monkeypatch, bench):
+    """The eager figures do not depend on --compiled: every eager round runs before the first
+    compiled one (after one warm-up call of each), and the compiled column is taken against
+    clones timed in the compiled rounds."""
+    monkeypatch.setattr(bench, "kornia_ops", lambda: {})
+    monkeypatch.setattr(bench, "LOOPS", {})
+    monkeypatch.setattr(bench, "OURS", ["cutmix", "mixup"])
+    calls = []
+
+    class Logged:
+        def __init__(self, kind, name):
+            self.kind, self.name = kind, name
+
+        def __call__(self, x, generator=None):
+            calls.append((self.kind, self.name))
+            return x.clone()
+
+        def compile(self, **options):
+            return Logged("compiled", self.name)
+
+    monkeypatch.setattr(bench.T, "build", lambda name, **kwargs: Logged("eager", name))
+    result = bench.bench_shape("latency-bound", (4, 3, 8, 8), torch.device("cpu"), repeats=3, inner=1, slow_inner=1,
+                               compiled=True)
+    warm_up, timed = calls[:4], calls[4:]
+    assert sorted(warm_up) == sorted([(k, n) for n in ("cutmix", "mixup") for k in ("eager", "compiled")])
+    assert timed == [("eager", "cutmix"), ("eager", "mixup")] * 3 + [("compiled", "cutmix"), ("compiled", "mixup")] * 3
+    assert all(row["compiled_vs_clone"] > 0 and row["x_index_select"] > 0 for row in result["rows"])
+    assert "compiled:cutmix" in result["median_seconds"] and result["compiled"] is True
