@@ -65,20 +65,29 @@ def ops(shape=SHAPE, seed=0):
     x = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
     gen = torch.Generator().manual_seed(seed)
     cutmix, cutout = T.build("cutmix"), T.build("cutout")
-    cutmix(x, generator=gen)
-    mix_params = cutmix.last_params
-    cutout(x, generator=gen)
-    out_params = cutout.last_params
+    # Parameters drawn as a call draws them, keeping the draw's table index (`pick`): a call
+    # reads the box indicators by it (see _BoxPlan.indicators). `drawn` re-marks them as the
+    # plan's last draw before each apply, as the draw in a call does, since the probe's own
+    # draws in between replace it.
+    mix_plan, out_plan = cutmix._plan(x), cutout._plan(x)
+    mix_params = cutmix.sample(x, gen, external_partner=False)
+    mix_pick = mix_plan.drawn[2]
+    out_params = cutout.sample(x, gen, external_partner=False)
+    out_pick = out_plan.drawn[2]
     perm = torch.randperm(b, generator=gen)
+
+    def drawn(plan, params, pick):
+        plan.remember(params["start"], params["size"], pick)
+        return params
 
     def cutmix_inline():
         _check_finite(x)
-        rows, cols = F.box_axes(x.shape, mix_params["start"], mix_params["size"], x.dtype)
+        rows, cols = mix_plan.axes_by_pick(mix_pick)
         other = x.index_select(0, mix_params["partner"])
         return torch.lerp(x, other, rows * cols, out=other)
 
     def cutout_inline():
-        rows, cols, area = F.box_axes(x.shape, out_params["start"], out_params["size"], x.dtype, with_area=True)
+        rows, cols, area = out_plan.axes_by_pick(out_pick, True)
         mask = rows * cols
         sums = torch.bmm(mask.view(b, 1, h * w), x.as_strided((b, h * w, c), (c * h * w, 1, h * w)))
         mean = sums.view(b, c, 1, 1).div_(area)
@@ -118,11 +127,11 @@ def ops(shape=SHAPE, seed=0):
         "index_select (baseline)": lambda: x.index_select(0, perm),
         "cutmix: call": lambda: cutmix(x, generator=gen),
         "cutmix: draw parameters": lambda: cutmix.sample(x, gen, external_partner=False),
-        "cutmix: apply (parameters drawn)": lambda: cutmix.apply(x, mix_params, None),
+        "cutmix: apply (parameters drawn)": lambda: cutmix.apply(x, drawn(mix_plan, mix_params, mix_pick), None),
         "cutmix: blend path inline": cutmix_inline,
         "cutout: call": lambda: cutout(x, generator=gen),
         "cutout: draw parameters": lambda: cutout.sample(x, gen, external_partner=False),
-        "cutout: apply (parameters drawn)": lambda: cutout.apply(x, out_params, None),
+        "cutout: apply (parameters drawn)": lambda: cutout.apply(x, drawn(out_plan, out_params, out_pick), None),
         "cutout: blend path inline": cutout_inline,
         "select: lerp with the 0/1 mask": lambda: torch.lerp(x, other, mask),
         "select: torch.where": lambda: torch.where(box, other, x),
