@@ -212,7 +212,7 @@ def whole_call(repeats=31, block=20, first=4, clock="cpu", shape=SHAPE):
     cutout = built["cutout"]
     cutout(x, generator=gen)  # fills the draw's cached tables
     h_lo, h_hi, w_lo, w_hi, _ = S.box_bounds(h, w, cutout.low, cutout.high)
-    _, _, cdf, shift = S._cached(("box_pairs", h, w, h_lo, h_hi, w_lo, w_hi), x.device, None)
+    _, _, cdf, shift = S.box_pairs(h, w, h_lo, h_hi, w_lo, w_hi, x.device)
     fresh = [torch.rand(shape[0], 2, generator=gen).add_(shift) for _ in range(block)]
 
     def search_fresh():

@@ -202,7 +202,7 @@ def box_axes_fn(shape, dtype, device) -> Callable[..., tuple[torch.Tensor, ...]]
         # cached table of [start, start + size) ranges (each row ending with the range's length,
         # for the area): one op.
         row = n + 1
-        table = S._cached(("box_table", n, dtype), device, lambda: _range_table(n, dtype))
+        table = _range_table(n, dtype, device)
         views = _indicator_views(shape, row)
 
         def from_table(start, size, with_area=False):
@@ -239,8 +239,7 @@ def box_axes_by_pick_fn(shape, dtype, device, bounds) -> Callable[..., tuple[tor
 
     def make():
         starts, sizes = S.box_pairs(h, w, *bounds, device)[:2]
-        table = S._cached(("box_table", n, dtype), device, lambda: _range_table(n, dtype))
-        return table.index_select(0, starts * (n + 1) + sizes)
+        return _range_table(n, dtype, device).index_select(0, starts * (n + 1) + sizes)
 
     by_pick = S._cached(("box_table_by_pick", h, w) + tuple(bounds) + (dtype,), device, make)
     views = _indicator_views(shape, n + 1)
@@ -281,16 +280,19 @@ def box_weights(shape, start: torch.Tensor, size: torch.Tensor, dtype) -> torch.
 _BOX_TABLE_MAX_SIDE = 64  # table of (n + 1)^2 rows of n + 1 values: about 1 MiB in float32 at n = 64
 
 
-def _range_table(n: int, dtype) -> torch.Tensor:
-    """``((n + 1) * (n + 1), n + 1)``: row ``start * (n + 1) + size`` is the indicator of
-    ``[start, start + size)`` on ``range(n)``, then that range's length (``size`` clipped to the
-    axis; the area :func:`box_axes` returns is only read for boxes inside the image)."""
-    coords = torch.arange(n)
-    start = torch.arange(n + 1).view(n + 1, 1, 1)
-    size = torch.arange(n + 1).view(1, n + 1, 1)
-    inside = (coords >= start) & (coords < start + size)
-    table = torch.cat([inside, inside.sum(dim=2, keepdim=True)], dim=2)
-    return table.to(dtype).view((n + 1) * (n + 1), n + 1)
+def _range_table(n: int, dtype, device) -> torch.Tensor:
+    """``((n + 1) * (n + 1), n + 1)`` (cached per device): row ``start * (n + 1) + size`` is the
+    indicator of ``[start, start + size)`` on ``range(n)``, then that range's length (``size``
+    clipped to the axis; the area :func:`box_axes` returns is only read for boxes inside the
+    image)."""
+    def make():
+        coords = torch.arange(n)
+        start = torch.arange(n + 1).view(n + 1, 1, 1)
+        size = torch.arange(n + 1).view(1, n + 1, 1)
+        inside = (coords >= start) & (coords < start + size)
+        table = torch.cat([inside, inside.sum(dim=2, keepdim=True)], dim=2)
+        return table.to(dtype).view((n + 1) * (n + 1), n + 1)
+    return S._cached(("box_table", n, dtype), device, make)
 
 
 def box_fill_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
