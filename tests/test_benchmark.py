@@ -129,9 +129,12 @@ def test_an_eager_failure_is_not_hidden(monkeypatch, bench):
     monkeypatch.setattr(bench, "OURS", ["cutmix"])
     real_build = bench.T.build
 
+    def broken(*args):
+        raise RuntimeError("broken transform")
+
     def build(name, **kwargs):
         t = real_build(name, **kwargs)
-        t.apply = lambda *a: (_ for _ in ()).throw(RuntimeError("broken transform"))
+        t.apply = broken
         return t
 
     monkeypatch.setattr(bench.T, "build", build)
