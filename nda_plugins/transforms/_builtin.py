@@ -336,7 +336,7 @@ class Cutout(_BoxTransform):
             if x.dtype == _work_dtype(x):
                 planes, m, restore = F.to_planes(x)
                 start, size = params["start"], params["size"]
-                cols = F.box_axes(x.shape, start, size, x.dtype)[1]
+                cols = plan.axes(start, size)[1]  # the plan's indicators are in x.dtype here
                 mean = F.box_mean_from_rows(planes, m, start, size, cols, self._bounds(x)[1])
                 if mean is not None:
                     return restore(F.fill_boxes(planes, start, size, m, mean))
