@@ -384,11 +384,14 @@ def test_the_three_box_paths_agree(name, monkeypatch):
     x = _batch((5, 3, 4, 30, 40))
     t = T.build(name)
     default = t(x, generator=_gen())
+    assert (t._plan(x).fill is not None) == (name == "cutout")  # cutout's blend in one call
+    # the paths forced below are apply's general route, which a plan with a fill skips
+    monkeypatch.setattr(type(t), "_fill_fn", lambda self, plan, x: None)
     outputs = {}
     paths = ("large", "blend", "mask") if F.nested_views_available() else ("blend", "mask")
     for path in paths:
         monkeypatch.setattr(B._BoxTransform, "_path", lambda self, x, *others, p=path, **_: (p, self._plan(x)))
-        outputs[path] = t(x, params=t.last_params)
+        outputs[path] = T.build(name)(x, params=t.last_params)  # a new transform: plans without a fill
     for path, y in outputs.items():
         torch.testing.assert_close(y, default, rtol=0, atol=1e-6, msg=path)
 
@@ -702,6 +705,62 @@ def test_indicators_by_the_draws_index_equal_those_from_start_and_size(name, sha
         assert got.shape == expected.shape and got.dtype == dtype
         assert torch.equal(got, expected)
     assert torch.equal(by_pick[2].flatten(), (params["size"][:, 0] * params["size"][:, 1]).to(dtype))
+
+
+def _same(a, b):
+    """Equal bit for bit, NaN where NaN."""
+    return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
+
+
+CUTOUT_FILL_CASES = {
+    "float32": ((6, 3, 12, 10), torch.float32, torch.contiguous_format),
+    "float64": ((6, 3, 12, 10), torch.float64, torch.contiguous_format),
+    "channels-last": ((6, 3, 12, 10), torch.float32, torch.channels_last),
+    "video": ((3, 2, 3, 12, 10), torch.float32, torch.contiguous_format),
+    "one-channel": ((2, 1, 5, 4), torch.float64, torch.contiguous_format),
+}
+
+
+@pytest.mark.parametrize("poison", [None, float("nan"), float("inf")], ids=str)
+@pytest.mark.parametrize("case", list(CUTOUT_FILL_CASES))
+def test_cutout_fill_in_one_call_equals_the_general_route(case, poison, monkeypatch):
+    """Small float32/64 CPU batches: cutout's plan makes its blend a single function, which a
+    call takes instead of choosing a path. It gives the general route's output bit for bit (a
+    batch with a NaN or inf goes to the exact mask path), in x's layout, for fresh draws and
+    replays; other dtypes and layouts keep the general route."""
+    shape, dtype, memory_format = CUTOUT_FILL_CASES[case]
+    x = _batch(shape, dtype)
+    if poison is not None:
+        x = _poison(x, poison, 3, seed=4)
+    x = x.contiguous(memory_format=memory_format)
+    t = T.build("cutout")
+    got = [t(x, generator=_gen(seed)) for seed in (1, 2)]
+    replayed = t(x, params=t.last_params)
+    plan, calls = t._plan(x), []
+    fill = plan.fill
+    plan.fill = lambda *args: calls.append(1) or fill(*args)
+    assert _same(t(x, params=t.last_params), replayed) and calls == [1]  # a call takes it
+    plan.fill = fill
+    monkeypatch.setattr(B.Cutout, "_fill_fn", lambda self, plan, x: None)
+    general = T.build("cutout")
+    expected = [general(x, generator=_gen(seed)) for seed in (1, 2)]
+    assert general._plan(x).fill is None
+    for y, e in zip(got + [replayed], expected + [expected[1]]):
+        assert _same(y, e) and y.is_contiguous(memory_format=memory_format)
+    torch.testing.assert_close(got[1], reference_box_transform("cutout", x, t.last_params), rtol=0, atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("x", [
+    _batch((6, 3, 12, 10), torch.float16), _batch((6, 3, 12, 10), torch.uint8),
+    _batch((6, 3, 12, 20))[..., ::2], _batch((5, 3, 70, 90)),
+], ids=["float16", "uint8", "strided", "large"])
+def test_cutout_fill_only_where_it_applies(x):
+    """Half precision, integers and strided or large images take apply's general route."""
+    t = T.build("cutout")
+    y = t(x, generator=_gen())
+    assert t._plan(x).fill is None
+    atol = 1 if x.dtype == torch.uint8 else 1e-2 if x.dtype == torch.float16 else 1e-5
+    torch.testing.assert_close(y.double(), reference_box_transform("cutout", x, t.last_params).double(), rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize("name", BOX)

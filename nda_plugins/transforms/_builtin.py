@@ -156,7 +156,7 @@ class _BoxPlan:
     instead of in every helper, and the indicators of boxes it has just drawn are read with the
     draw's own table index (see :meth:`indicators`)."""
 
-    __slots__ = ("boxes", "partners", "axes", "axes_by_pick", "mean", "large", "drawn")
+    __slots__ = ("boxes", "partners", "axes", "axes_by_pick", "mean", "large", "drawn", "fill")
 
     def __init__(self, transform: "_BoxTransform", x: torch.Tensor) -> None:
         b, (h, w) = x.shape[0], x.shape[-2:]
@@ -173,6 +173,8 @@ class _BoxPlan:
             self.axes = F.box_axes_fn(x.shape, dtype, x.device)
             self.axes_by_pick = F.box_axes_by_pick_fn(x.shape, dtype, x.device, transform._bounds(x))
             self.mean = F.box_mean_by_matmul_fn(x)
+        # the transform's whole apply for this geometry's common case, or None (see _fill_fn)
+        self.fill = None if self.large or not x.is_cpu else transform._fill_fn(self, x)
 
     def remember(self, start: torch.Tensor, size: torch.Tensor, pick: torch.Tensor | None) -> None:
         """Keep the boxes just drawn, so that :meth:`indicators` can read their indicators by
@@ -219,6 +221,13 @@ class _BoxTransform(NegativeTransform):
     def indicator_dtype(self, x: torch.Tensor) -> torch.dtype:
         """The dtype of the 0/1 box indicators :meth:`apply` blends ``x`` with."""
         return x.dtype if x.dtype.is_floating_point else torch.float32
+
+    def _fill_fn(self, plan: _BoxPlan, x: torch.Tensor):
+        """A function of ``(x, params)`` that applies the boxes to a batch laid out like ``x``
+        on the blend path in one call, or ``None`` for :meth:`apply`'s general route (the
+        default). Made once per plan (small CPU images only), so that a call on a small batch
+        runs the few ops it needs and little Python around them."""
+        return None
 
     def _plan(self, x: torch.Tensor) -> _BoxPlan:
         """The :class:`_BoxPlan` for ``x``'s shape, dtype, device and layout and this box range
@@ -327,7 +336,34 @@ class Cutout(_BoxTransform):
     def indicator_dtype(self, x):
         return _work_dtype(x)
 
+    def _fill_fn(self, plan, x):
+        # apply's "blend" branch below, with its lookups done here, where the plan's matmul mean
+        # is made for x's layout (contiguous or channels-last float32/64 images, the kernel
+        # checked; see F.box_mean_by_matmul_fn)
+        if plan.mean is F._no_mean or plan.mean is F.box_mean_by_matmul or plan.axes_by_pick is None:
+            return None
+        indicators, mean_of, keep = plan.indicators, plan.mean, F.memory_format(x)
+        if keep == torch.contiguous_format:
+            keep = None
+        isfinite = math.isfinite
+
+        def fill(x, params):
+            rows, cols, area = indicators(params, True)
+            mask = rows * cols
+            mean = mean_of(x, mask, area)
+            if not isfinite(float(mean.sum())):  # x is not all finite (see F.box_mean)
+                return None
+            out = torch.lerp(x, mean, mask)
+            return out if keep is None else out.contiguous(memory_format=keep)
+        return fill
+
     def apply(self, x, params, partner):
+        if x.is_cpu and not x.requires_grad and not torch.compiler.is_compiling():
+            fill = self._plan(x).fill
+            if fill is not None:
+                out = fill(x, params)
+                # None: a value of x is not finite; the mask path is exact for any values
+                return out if out is not None else _keep_format(F.box_fill_mean(x, self._masks(x, params)), x)
         path, plan = self._path(x, check_finite=False)
         if path == "large":
             # Large images: the mean from the box rows alone, then a clone of the batch with
