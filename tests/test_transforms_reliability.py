@@ -386,7 +386,7 @@ def test_the_three_box_paths_agree(name, monkeypatch):
     default = t(x, generator=_gen())
     assert (t._plan(x).fill is not None) == (name == "cutout")  # cutout's blend in one call
     # the paths forced below are apply's general route, which a plan with a fill skips
-    monkeypatch.setattr(type(t), "_fill_fn", lambda self, plan, x: None)
+    monkeypatch.setattr(type(t), "_fill_fns", lambda self, plan, x: (None, None))
     outputs = {}
     paths = ("large", "blend", "mask") if F.nested_views_available() else ("blend", "mask")
     for path in paths:
@@ -734,20 +734,56 @@ def test_cutout_fill_in_one_call_equals_the_general_route(case, poison, monkeypa
         x = _poison(x, poison, 3, seed=4)
     x = x.contiguous(memory_format=memory_format)
     t = T.build("cutout")
-    got = [t(x, generator=_gen(seed)) for seed in (1, 2)]
-    replayed = t(x, params=t.last_params)
+    gens = [_gen(seed) for seed in (1, 2)]
+    got = [t(x, generator=g) for g in gens]
+    drawn = t.last_params
+    replayed = t(x, params=drawn)
     plan, calls = t._plan(x), []
-    fill = plan.fill
-    plan.fill = lambda *args: calls.append(1) or fill(*args)
-    assert _same(t(x, params=t.last_params), replayed) and calls == [1]  # a call takes it
-    plan.fill = fill
-    monkeypatch.setattr(B.Cutout, "_fill_fn", lambda self, plan, x: None)
+    fill, draw_and_fill = plan.fill, plan.draw_and_fill
+    plan.fill = lambda *args: calls.append("fill") or fill(*args)
+    plan.draw_and_fill = lambda *args: calls.append("draw") or draw_and_fill(*args)
+    assert _same(t(x, params=drawn), replayed)
+    t(x, generator=_gen(3))
+    assert calls == ["fill", "draw"]  # a replay and a fresh call each take theirs
+    plan.fill, plan.draw_and_fill = fill, draw_and_fill
+    monkeypatch.setattr(B.Cutout, "_fill_fns", lambda self, plan, x: (None, None))
     general = T.build("cutout")
-    expected = [general(x, generator=_gen(seed)) for seed in (1, 2)]
-    assert general._plan(x).fill is None
+    general_gens = [_gen(seed) for seed in (1, 2)]
+    expected = [general(x, generator=g) for g in general_gens]
+    assert general._plan(x).fill is None and general._plan(x).draw_and_fill is None
     for y, e in zip(got + [replayed], expected + [expected[1]]):
         assert _same(y, e) and y.is_contiguous(memory_format=memory_format)
-    torch.testing.assert_close(got[1], reference_box_transform("cutout", x, t.last_params), rtol=0, atol=1e-5, equal_nan=True)
+    # the same draws, kept as last_params, and the generators left in the same state
+    assert drawn.keys() == general.last_params.keys()
+    assert all(torch.equal(drawn[k], general.last_params[k]) for k in drawn)
+    assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(gens, general_gens))
+    torch.testing.assert_close(got[1], reference_box_transform("cutout", x, drawn), rtol=0, atol=1e-5, equal_nan=True)
+
+
+def test_cutout_subclasses_keep_their_own_sample_and_apply():
+    """A subclass that overrides sample or apply is called through them, not through the
+    plan's draw-and-fill."""
+    class TopLeft(B.Cutout):
+        def sample(self, x, generator, *, external_partner=False):
+            params = super().sample(x, generator, external_partner=external_partner)
+            return dict(params, start=torch.zeros_like(params["start"]))
+
+    class Counted(B.Cutout):
+        calls = 0
+
+        def apply(self, x, params, partner):
+            type(self).calls += 1
+            return super().apply(x, params, partner)
+
+    x = _batch((6, 3, 12, 10))
+    t = TopLeft()
+    y = t(x, generator=_gen())
+    assert t._plan(x).draw_and_fill is None and (t.last_params["start"] == 0).all()
+    torch.testing.assert_close(y, reference_box_transform("cutout", x, t.last_params), rtol=0, atol=1e-6)
+    c = Counted()
+    y = c(x, generator=_gen())
+    assert Counted.calls == 1 and c._plan(x).draw_and_fill is None
+    assert torch.equal(y, T.build("cutout")(x, generator=_gen()))
 
 
 @pytest.mark.parametrize("x", [

@@ -218,16 +218,26 @@ class NegativeTransform:
                 f"{tuple(x.shape)}), so every negative would equal its source; pass distinct images "
                 f"or partner=<other images>"
             )
+        # getattr: a third-party subclass may not call NegativeTransform.__init__
+        compiled = getattr(self, "_compiled_apply", None)
         if params is None:
+            if partner is None and compiled is None:
+                return self._draw_and_apply(x, generator)
             params = self.sample(x, generator, external_partner=partner is not None)
         else:
             if not isinstance(params, dict):
                 raise TypeError(f"params must be a dict of tensors (a transform's last_params), got {type(params).__name__}")
             self.check_params(x, params, partner)
         self.last_params = params
-        # getattr: a third-party subclass may not call NegativeTransform.__init__
-        compiled = getattr(self, "_compiled_apply", None)
         return (compiled or self.apply)(x, params, partner)
+
+    def _draw_and_apply(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """A call without ``params`` or ``partner`` (not compiled): :meth:`sample`, keep the
+        parameters in :attr:`last_params`, :meth:`apply`. A subclass may do the same in fewer
+        steps (the same draws and output), where one call's Python shows on small batches."""
+        params = self.sample(x, generator, external_partner=False)
+        self.last_params = params
+        return self.apply(x, params, None)
 
     def extra_repr(self) -> str:
         return ""

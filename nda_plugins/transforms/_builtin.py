@@ -156,7 +156,7 @@ class _BoxPlan:
     instead of in every helper, and the indicators of boxes it has just drawn are read with the
     draw's own table index (see :meth:`indicators`)."""
 
-    __slots__ = ("boxes", "partners", "axes", "axes_by_pick", "mean", "large", "drawn", "fill")
+    __slots__ = ("boxes", "partners", "axes", "axes_by_pick", "mean", "large", "drawn", "fill", "draw_and_fill")
 
     def __init__(self, transform: "_BoxTransform", x: torch.Tensor) -> None:
         b, (h, w) = x.shape[0], x.shape[-2:]
@@ -173,8 +173,11 @@ class _BoxPlan:
             self.axes = F.box_axes_fn(x.shape, dtype, x.device)
             self.axes_by_pick = F.box_axes_by_pick_fn(x.shape, dtype, x.device, transform._bounds(x))
             self.mean = F.box_mean_by_matmul_fn(x)
-        # the transform's whole apply for this geometry's common case, or None (see _fill_fn)
-        self.fill = None if self.large or not x.is_cpu else transform._fill_fn(self, x)
+        # the transform's whole apply (and draw + apply) for this geometry's common case, or
+        # None (see _fill_fns)
+        self.fill = self.draw_and_fill = None
+        if x.is_cpu and not self.large:
+            self.fill, self.draw_and_fill = transform._fill_fns(self, x)
 
     def remember(self, start: torch.Tensor, size: torch.Tensor, pick: torch.Tensor | None) -> None:
         """Keep the boxes just drawn, so that :meth:`indicators` can read their indicators by
@@ -222,12 +225,14 @@ class _BoxTransform(NegativeTransform):
         """The dtype of the 0/1 box indicators :meth:`apply` blends ``x`` with."""
         return x.dtype if x.dtype.is_floating_point else torch.float32
 
-    def _fill_fn(self, plan: _BoxPlan, x: torch.Tensor):
-        """A function of ``(x, params)`` that applies the boxes to a batch laid out like ``x``
-        on the blend path in one call, or ``None`` for :meth:`apply`'s general route (the
-        default). Made once per plan (small CPU images only), so that a call on a small batch
-        runs the few ops it needs and little Python around them."""
-        return None
+    def _fill_fns(self, plan: _BoxPlan, x: torch.Tensor) -> tuple:
+        """``(fill, draw_and_fill)`` for small CPU batches laid out like ``x``, each ``None``
+        where the transform has none (the default): ``fill(x, params)`` applies the boxes on
+        the blend path in one call (``None`` when ``x`` is not all finite); ``draw_and_fill(x,
+        generator)`` draws the boxes, as :meth:`sample` does, and fills them, returning
+        ``(params, output or None)``. Made once per plan, so that a call on a small batch runs
+        the few ops it needs and little Python around them."""
+        return None, None
 
     def _plan(self, x: torch.Tensor) -> _BoxPlan:
         """The :class:`_BoxPlan` for ``x``'s shape, dtype, device and layout and this box range
@@ -336,26 +341,48 @@ class Cutout(_BoxTransform):
     def indicator_dtype(self, x):
         return _work_dtype(x)
 
-    def _fill_fn(self, plan, x):
+    def _fill_fns(self, plan, x):
         # apply's "blend" branch below, with its lookups done here, where the plan's matmul mean
         # is made for x's layout (contiguous or channels-last float32/64 images, the kernel
         # checked; see F.box_mean_by_matmul_fn)
         if plan.mean is F._no_mean or plan.mean is F.box_mean_by_matmul or plan.axes_by_pick is None:
-            return None
-        indicators, mean_of, keep = plan.indicators, plan.mean, F.memory_format(x)
+            return None, None
+        indicators, by_pick, mean_of, draw = plan.indicators, plan.axes_by_pick, plan.mean, plan.boxes
+        keep = F.memory_format(x)
         if keep == torch.contiguous_format:
             keep = None
         isfinite = math.isfinite
 
-        def fill(x, params):
-            rows, cols, area = indicators(params, True)
+        def blend(x, rows, cols, area):
             mask = rows * cols
             mean = mean_of(x, mask, area)
             if not isfinite(float(mean.sum())):  # x is not all finite (see F.box_mean)
                 return None
             out = torch.lerp(x, mean, mask)
             return out if keep is None else out.contiguous(memory_format=keep)
-        return fill
+
+        def fill(x, params):
+            return blend(x, *indicators(params, True))
+
+        def draw_and_fill(x, generator):
+            # the boxes go straight from the draw to their indicators (by the draw's index), so
+            # nothing can change them in between: the plan need not remember them
+            start, size, pick = draw(generator)
+            return {"start": start, "size": size}, blend(x, *by_pick(pick, True))
+
+        # a subclass that draws or applies in its own way keeps its own methods
+        own = type(self).sample is _BoxTransform.sample and type(self).apply is Cutout.apply
+        return fill, (draw_and_fill if own else None)
+
+    def _draw_and_apply(self, x, generator):
+        if x.is_cpu and not x.requires_grad and not torch.compiler.is_compiling():
+            draw_and_fill = self._plan(x).draw_and_fill
+            if draw_and_fill is not None:
+                params, out = draw_and_fill(x, generator)
+                self.last_params = params
+                # None: a value of x is not finite; the mask path is exact for any values
+                return out if out is not None else _keep_format(F.box_fill_mean(x, self._masks(x, params)), x)
+        return super()._draw_and_apply(x, generator)
 
     def apply(self, x, params, partner):
         if x.is_cpu and not x.requires_grad and not torch.compiler.is_compiling():
