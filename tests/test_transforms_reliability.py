@@ -384,7 +384,7 @@ def test_the_three_box_paths_agree(name, monkeypatch):
     x = _batch((5, 3, 4, 30, 40))
     t = T.build(name)
     default = t(x, generator=_gen())
-    assert (t._plan(x).fill is not None) == (name == "cutout")  # cutout's blend in one call
+    assert t._plan(x).fill is not None and t._plan(x).draw_and_fill is not None  # the blend in one call
     # the paths forced below are apply's general route, which a plan with a fill skips
     monkeypatch.setattr(type(t), "_fill_fns", lambda self, plan, x: (None, None))
     outputs = {}
@@ -712,28 +712,30 @@ def _same(a, b):
     return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
 
 
-CUTOUT_FILL_CASES = {
+FILL_CASES = {
     "float32": ((6, 3, 12, 10), torch.float32, torch.contiguous_format),
     "float64": ((6, 3, 12, 10), torch.float64, torch.contiguous_format),
     "channels-last": ((6, 3, 12, 10), torch.float32, torch.channels_last),
     "video": ((3, 2, 3, 12, 10), torch.float32, torch.contiguous_format),
     "one-channel": ((2, 1, 5, 4), torch.float64, torch.contiguous_format),
 }
+BOX_CLASSES = {"cutout": B.Cutout, "cutmix": B.CutMix}
 
 
 @pytest.mark.parametrize("poison", [None, float("nan"), float("inf")], ids=str)
-@pytest.mark.parametrize("case", list(CUTOUT_FILL_CASES))
-def test_cutout_fill_in_one_call_equals_the_general_route(case, poison, monkeypatch):
-    """Small float32/64 CPU batches: cutout's plan makes its blend a single function, which a
-    call takes instead of choosing a path. It gives the general route's output bit for bit (a
-    batch with a NaN or inf goes to the exact mask path), in x's layout, for fresh draws and
-    replays; other dtypes and layouts keep the general route."""
-    shape, dtype, memory_format = CUTOUT_FILL_CASES[case]
+@pytest.mark.parametrize("case", list(FILL_CASES))
+@pytest.mark.parametrize("name", BOX)
+def test_fill_in_one_call_equals_the_general_route(name, case, poison, monkeypatch):
+    """Small float CPU batches: a box transform's plan makes its blend a single function
+    (``fill``; with the draw, ``draw_and_fill``), which a call takes instead of choosing a
+    path. It gives the general route's output bit for bit (a batch with a NaN or inf goes to
+    the exact mask path), in x's layout, from the same draws, for fresh calls and replays."""
+    shape, dtype, memory_format = FILL_CASES[case]
     x = _batch(shape, dtype)
     if poison is not None:
         x = _poison(x, poison, 3, seed=4)
     x = x.contiguous(memory_format=memory_format)
-    t = T.build("cutout")
+    t = T.build(name)
     gens = [_gen(seed) for seed in (1, 2)]
     got = [t(x, generator=g) for g in gens]
     drawn = t.last_params
@@ -746,8 +748,8 @@ def test_cutout_fill_in_one_call_equals_the_general_route(case, poison, monkeypa
     t(x, generator=_gen(3))
     assert calls == ["fill", "draw"]  # a replay and a fresh call each take theirs
     plan.fill, plan.draw_and_fill = fill, draw_and_fill
-    monkeypatch.setattr(B.Cutout, "_fill_fns", lambda self, plan, x: (None, None))
-    general = T.build("cutout")
+    monkeypatch.setattr(BOX_CLASSES[name], "_fill_fns", lambda self, plan, x: (None, None))
+    general = T.build(name)
     general_gens = [_gen(seed) for seed in (1, 2)]
     expected = [general(x, generator=g) for g in general_gens]
     assert general._plan(x).fill is None and general._plan(x).draw_and_fill is None
@@ -757,18 +759,21 @@ def test_cutout_fill_in_one_call_equals_the_general_route(case, poison, monkeypa
     assert drawn.keys() == general.last_params.keys()
     assert all(torch.equal(drawn[k], general.last_params[k]) for k in drawn)
     assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(gens, general_gens))
-    torch.testing.assert_close(got[1], reference_box_transform("cutout", x, drawn), rtol=0, atol=1e-5, equal_nan=True)
+    torch.testing.assert_close(got[1], reference_box_transform(name, x, drawn), rtol=0, atol=1e-5, equal_nan=True)
 
 
-def test_cutout_subclasses_keep_their_own_sample_and_apply():
-    """A subclass that overrides sample or apply is called through them, not through the
-    plan's draw-and-fill."""
-    class TopLeft(B.Cutout):
+@pytest.mark.parametrize("name", BOX)
+def test_box_transforms_that_replace_sample_or_apply_keep_them(name):
+    """A subclass (or an instance) that replaces sample or apply is called through them, not
+    through the plan's draw-and-fill."""
+    base = BOX_CLASSES[name]
+
+    class TopLeft(base):
         def sample(self, x, generator, *, external_partner=False):
             params = super().sample(x, generator, external_partner=external_partner)
             return dict(params, start=torch.zeros_like(params["start"]))
 
-    class Counted(B.Cutout):
+    class Counted(base):
         calls = 0
 
         def apply(self, x, params, partner):
@@ -779,24 +784,41 @@ def test_cutout_subclasses_keep_their_own_sample_and_apply():
     t = TopLeft()
     y = t(x, generator=_gen())
     assert t._plan(x).draw_and_fill is None and (t.last_params["start"] == 0).all()
-    torch.testing.assert_close(y, reference_box_transform("cutout", x, t.last_params), rtol=0, atol=1e-6)
+    torch.testing.assert_close(y, reference_box_transform(name, x, t.last_params), rtol=0, atol=1e-6)
     c = Counted()
     y = c(x, generator=_gen())
     assert Counted.calls == 1 and c._plan(x).draw_and_fill is None
-    assert torch.equal(y, T.build("cutout")(x, generator=_gen()))
+    assert torch.equal(y, T.build(name)(x, generator=_gen()))
+    t, calls = T.build(name), []
+    t(x, generator=_gen())  # a plan with a draw-and-fill, then the instance's apply replaced
+    assert t._plan(x).draw_and_fill is not None
+    t.apply = lambda *args: calls.append(1) or base.apply(t, *args)
+    assert torch.equal(t(x, generator=_gen(2)), T.build(name)(x, generator=_gen(2))) and calls == [1]
 
 
 @pytest.mark.parametrize("x", [
     _batch((6, 3, 12, 10), torch.float16), _batch((6, 3, 12, 10), torch.uint8),
-    _batch((6, 3, 12, 20))[..., ::2], _batch((5, 3, 70, 90)),
-], ids=["float16", "uint8", "strided", "large"])
-def test_cutout_fill_only_where_it_applies(x):
-    """Half precision, integers and strided or large images take apply's general route."""
-    t = T.build("cutout")
-    y = t(x, generator=_gen())
-    assert t._plan(x).fill is None
+    _batch((6, 3, 12, 20))[..., ::2], _batch((5, 3, 70, 90)), _batch((1, 3, 12, 10)),
+], ids=["float16", "uint8", "strided", "large", "one-image"])
+@pytest.mark.parametrize("name", BOX)
+def test_fill_only_where_it_applies(name, x):
+    """Where a plan has no fill, apply's general route: cutout's for float32/64 contiguous or
+    channels-last images only (its matmul mean), cutmix's for float images with batch
+    partners; neither for large images."""
+    t = T.build(name)
+    if name == "cutmix" and x.shape[0] == 1:
+        partner = _batch(x.shape, seed=9)
+        y = t(x, generator=_gen(), partner=partner)
+        expected = reference_box_transform(name, x, t.last_params, partner)
+    else:
+        y = t(x, generator=_gen())
+        expected = reference_box_transform(name, x, t.last_params)
+    has_fill = {"cutout": ("float16", "uint8", "strided", "large"), "cutmix": ("uint8", "large", "one-image")}
+    kind = {torch.float16: "float16", torch.uint8: "uint8"}.get(x.dtype) or (
+        "strided" if not x.is_contiguous() else "large" if x.shape[-1] > 64 else "one-image" if x.shape[0] == 1 else "")
+    assert (t._plan(x).fill is None) == (kind in has_fill[name])
     atol = 1 if x.dtype == torch.uint8 else 1e-2 if x.dtype == torch.float16 else 1e-5
-    torch.testing.assert_close(y.double(), reference_box_transform("cutout", x, t.last_params).double(), rtol=0, atol=atol)
+    torch.testing.assert_close(y.double(), expected.double(), rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize("name", BOX)

@@ -226,13 +226,45 @@ class _BoxTransform(NegativeTransform):
         return x.dtype if x.dtype.is_floating_point else torch.float32
 
     def _fill_fns(self, plan: _BoxPlan, x: torch.Tensor) -> tuple:
-        """``(fill, draw_and_fill)`` for small CPU batches laid out like ``x``, each ``None``
-        where the transform has none (the default): ``fill(x, params)`` applies the boxes on
-        the blend path in one call (``None`` when ``x`` is not all finite); ``draw_and_fill(x,
-        generator)`` draws the boxes, as :meth:`sample` does, and fills them, returning
-        ``(params, output or None)``. Made once per plan, so that a call on a small batch runs
-        the few ops it needs and little Python around them."""
+        """``(fill, draw_and_fill)`` for small CPU batches laid out like ``x`` (with batch
+        partners), each ``None`` where the transform has none (the default):
+        ``fill(x, params)`` applies the boxes on the blend path in one call; ``draw_and_fill(x,
+        generator)`` draws the parameters, as :meth:`sample` does, and fills them, returning
+        ``(params, output)``. Either gives ``None`` for the output when a value of ``x`` is not
+        finite (then :meth:`_exact` applies the boxes). Made once per plan, so that a call on a
+        small batch runs the few ops it needs and little Python around them."""
         return None, None
+
+    def _exact(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        """The boxes applied by ``torch.where`` masks (exact for any values; batch partners)."""
+        raise NotImplementedError
+
+    def _owns(self, cls: type) -> bool:
+        """Whether this transform's class draws and applies as ``cls`` does (a subclass that
+        overrides :meth:`sample` or :meth:`apply` keeps its own methods, so gets no
+        draw-and-fill; :meth:`_draw_and_apply` checks the instance for replaced methods)."""
+        return type(self).sample is cls.sample and type(self).apply is cls.apply
+
+    def _fill(self, x: torch.Tensor, params: dict, partner) -> torch.Tensor | None:
+        """The output by the plan's ``fill`` where there is one (``None`` otherwise): the start
+        of :meth:`apply`."""
+        if partner is None and x.is_cpu and not x.requires_grad and not torch.compiler.is_compiling():
+            fill = self._plan(x).fill
+            if fill is not None:
+                out = fill(x, params)
+                return out if out is not None else self._exact(x, params)
+        return None
+
+    def _draw_and_apply(self, x, generator):
+        own = self.__dict__
+        if ("sample" not in own and "apply" not in own  # not replaced on this instance
+                and x.is_cpu and not x.requires_grad and not torch.compiler.is_compiling()):
+            draw_and_fill = self._plan(x).draw_and_fill
+            if draw_and_fill is not None:
+                params, out = draw_and_fill(x, generator)
+                self.last_params = params
+                return out if out is not None else self._exact(x, params)
+        return super()._draw_and_apply(x, generator)
 
     def _plan(self, x: torch.Tensor) -> _BoxPlan:
         """The :class:`_BoxPlan` for ``x``'s shape, dtype, device and layout and this box range
@@ -370,27 +402,15 @@ class Cutout(_BoxTransform):
             start, size, pick = draw(generator)
             return {"start": start, "size": size}, blend(x, *by_pick(pick, True))
 
-        # a subclass that draws or applies in its own way keeps its own methods
-        own = type(self).sample is _BoxTransform.sample and type(self).apply is Cutout.apply
-        return fill, (draw_and_fill if own else None)
+        return fill, (draw_and_fill if self._owns(Cutout) else None)
 
-    def _draw_and_apply(self, x, generator):
-        if x.is_cpu and not x.requires_grad and not torch.compiler.is_compiling():
-            draw_and_fill = self._plan(x).draw_and_fill
-            if draw_and_fill is not None:
-                params, out = draw_and_fill(x, generator)
-                self.last_params = params
-                # None: a value of x is not finite; the mask path is exact for any values
-                return out if out is not None else _keep_format(F.box_fill_mean(x, self._masks(x, params)), x)
-        return super()._draw_and_apply(x, generator)
+    def _exact(self, x, params):
+        return _keep_format(F.box_fill_mean(x, self._masks(x, params)), x)
 
     def apply(self, x, params, partner):
-        if x.is_cpu and not x.requires_grad and not torch.compiler.is_compiling():
-            fill = self._plan(x).fill
-            if fill is not None:
-                out = fill(x, params)
-                # None: a value of x is not finite; the mask path is exact for any values
-                return out if out is not None else _keep_format(F.box_fill_mean(x, self._masks(x, params)), x)
+        out = self._fill(x, params, partner)
+        if out is not None:
+            return out
         path, plan = self._path(x, check_finite=False)
         if path == "large":
             # Large images: the mean from the box rows alone, then a clone of the batch with
@@ -442,7 +462,40 @@ class CutMix(_BoxTransform):
                 f"(a real image, not a negative); got low={self.low}"
             )
 
+    def _fill_fns(self, plan, x):
+        # apply's "blend" branch below for batch partners, with its lookups done here
+        if not x.dtype.is_floating_point or plan.axes_by_pick is None or plan.partners is None:
+            return None, None
+        indicators, by_pick, draw, partners = plan.indicators, plan.axes_by_pick, plan.boxes, plan.partners
+        all_finite, keep = F.all_finite, F.memory_format(x)
+        if keep == torch.contiguous_format:
+            keep = None
+
+        def blend(x, partner, rows, cols):
+            # into the gathered partner batch (elementwise, so writing over an input is safe)
+            other = x.index_select(0, partner)
+            out = torch.lerp(x, other, rows * cols, out=other)
+            return out if keep is None else out.contiguous(memory_format=keep)
+
+        def fill(x, params):
+            return blend(x, params["partner"], *indicators(params)) if all_finite(x) else None
+
+        def draw_and_fill(x, generator):
+            partner = partners(generator)  # partners first, then boxes: sample's order
+            start, size, pick = draw(generator)
+            params = {"partner": partner, "start": start, "size": size}
+            # straight from the draw to the indicators: nothing can change the boxes in between
+            return params, (blend(x, partner, *by_pick(pick)) if all_finite(x) else None)
+
+        return fill, (draw_and_fill if self._owns(CutMix) else None)
+
+    def _exact(self, x, params):
+        return _keep_format(F.select(x, _partner_images(x, params, None), self._masks(x, params)), x)
+
     def apply(self, x, params, partner):
+        out = self._fill(x, params, partner)
+        if out is not None:
+            return out
         path, plan = self._path(x) if partner is None else self._path(x, partner)
         if path == "large":
             planes, m, restore = F.to_planes(x)
