@@ -66,9 +66,9 @@ def ops(shape=SHAPE, seed=0):
     gen = torch.Generator().manual_seed(seed)
     cutmix, cutout = T.build("cutmix"), T.build("cutout")
     # Parameters drawn as a call draws them, keeping the draw's table index (`pick`): a call
-    # reads the box indicators by it (see _BoxPlan.indicators). `drawn` re-marks them as the
-    # plan's last draw before each apply, as the draw in a call does, since the probe's own
-    # draws in between replace it.
+    # reads the box indicators by it (the plan's draw_and_fill; `apply` does too for the plan's
+    # last draw, see _BoxPlan.indicators). `drawn` re-marks them as that draw before each apply,
+    # since the probe's own draws in between replace it.
     mix_plan, out_plan = cutmix._plan(x), cutout._plan(x)
     mix_params = cutmix.sample(x, gen, external_partner=False)
     mix_pick = mix_plan.drawn[2]
