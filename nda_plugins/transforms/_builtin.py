@@ -154,7 +154,10 @@ class _BoxPlan:
     takes the large-image path. On small batches a call is a handful of small ops, so the
     Python and the ops around the data count: with a plan a call looks its geometry up once
     instead of in every helper, and the indicators of boxes it has just drawn are read with the
-    draw's own table index (see :meth:`indicators`)."""
+    draw's own table index (see :meth:`indicators`). For small float CPU batches the plan also
+    holds the transform's blend as one function of the parameters (``fill``) and of the
+    generator (``draw_and_fill``, a whole call without ``params``; see
+    :meth:`_BoxTransform._fill_fns`)."""
 
     __slots__ = ("boxes", "partners", "axes", "axes_by_pick", "mean", "large", "drawn", "fill", "draw_and_fill")
 
