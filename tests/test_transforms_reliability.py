@@ -796,28 +796,28 @@ def test_box_transforms_that_replace_sample_or_apply_keep_them(name):
     assert torch.equal(t(x, generator=_gen(2)), T.build(name)(x, generator=_gen(2))) and calls == [1]
 
 
-@pytest.mark.parametrize("x", [
-    _batch((6, 3, 12, 10), torch.float16), _batch((6, 3, 12, 10), torch.uint8),
-    _batch((6, 3, 12, 20))[..., ::2], _batch((5, 3, 70, 90)), _batch((1, 3, 12, 10)),
-], ids=["float16", "uint8", "strided", "large", "one-image"])
+NO_FILL_CASES = {  # input, and which transforms keep apply's general route for it
+    "float16": (lambda: _batch((6, 3, 12, 10), torch.float16), {"cutout"}),
+    "uint8": (lambda: _batch((6, 3, 12, 10), torch.uint8), {"cutout", "cutmix"}),
+    "strided": (lambda: _batch((6, 3, 12, 20))[..., ::2], {"cutout"}),
+    "large": (lambda: _batch((5, 3, 70, 90)), {"cutout", "cutmix"}),
+    "one-image": (lambda: _batch((1, 3, 12, 10)), {"cutmix"}),
+}
+
+
+@pytest.mark.parametrize("case", list(NO_FILL_CASES))
 @pytest.mark.parametrize("name", BOX)
-def test_fill_only_where_it_applies(name, x):
-    """Where a plan has no fill, apply's general route: cutout's for float32/64 contiguous or
-    channels-last images only (its matmul mean), cutmix's for float images with batch
-    partners; neither for large images."""
-    t = T.build(name)
-    if name == "cutmix" and x.shape[0] == 1:
-        partner = _batch(x.shape, seed=9)
-        y = t(x, generator=_gen(), partner=partner)
-        expected = reference_box_transform(name, x, t.last_params, partner)
-    else:
-        y = t(x, generator=_gen())
-        expected = reference_box_transform(name, x, t.last_params)
-    has_fill = {"cutout": ("float16", "uint8", "strided", "large"), "cutmix": ("uint8", "large", "one-image")}
-    kind = {torch.float16: "float16", torch.uint8: "uint8"}.get(x.dtype) or (
-        "strided" if not x.is_contiguous() else "large" if x.shape[-1] > 64 else "one-image" if x.shape[0] == 1 else "")
-    assert (t._plan(x).fill is None) == (kind in has_fill[name])
+def test_fill_only_where_it_applies(name, case):
+    """Where a plan has no fill, apply's general route: cutout's fill is for float32/64
+    contiguous or channels-last images only (its matmul mean), cutmix's for float images with
+    batch partners; neither for large images."""
+    make, general = NO_FILL_CASES[case]
+    x, t = make(), T.build(name)
+    partner = _batch(x.shape, seed=9) if name == "cutmix" and x.shape[0] == 1 else None
+    y = t(x, generator=_gen(), partner=partner)
+    assert (t._plan(x).fill is None) == (name in general)
     atol = 1 if x.dtype == torch.uint8 else 1e-2 if x.dtype == torch.float16 else 1e-5
+    expected = reference_box_transform(name, x, t.last_params, partner)
     torch.testing.assert_close(y.double(), expected.double(), rtol=0, atol=atol)
 
 

@@ -259,8 +259,8 @@ class _BoxTransform(NegativeTransform):
         return None
 
     def _draw_and_apply(self, x, generator):
-        own = self.__dict__
-        if ("sample" not in own and "apply" not in own  # not replaced on this instance
+        attrs = self.__dict__
+        if ("sample" not in attrs and "apply" not in attrs  # not replaced on this instance
                 and x.is_cpu and not x.requires_grad and not torch.compiler.is_compiling()):
             draw_and_fill = self._plan(x).draw_and_fill
             if draw_and_fill is not None:
