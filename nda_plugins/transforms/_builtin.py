@@ -65,6 +65,13 @@ def _keep_format(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return out.contiguous(memory_format=F.memory_format(x))
 
 
+def _format_to_keep(x: torch.Tensor) -> torch.memory_format | None:
+    """:func:`_keep_format` worked out once for batches laid out like ``x``: the memory format
+    to give a fresh output, or ``None`` for a contiguous ``x`` (nothing to do)."""
+    keep = F.memory_format(x)
+    return None if keep == torch.contiguous_format else keep
+
+
 class Jigsaw(NegativeTransform):
     """Jigsaw-K: cut each image into a ``grid x grid`` tiling and shuffle the cells.
 
@@ -248,18 +255,14 @@ class _BoxTransform(NegativeTransform):
         draw-and-fill; :meth:`_draw_and_apply` checks the instance for replaced methods)."""
         return type(self).sample is cls.sample and type(self).apply is cls.apply
 
-    def _fill(self, x: torch.Tensor, params: dict, partner) -> torch.Tensor | None:
-        """The output by the plan's ``fill`` where there is one (``None`` otherwise): the start
-        of :meth:`apply`."""
-        if partner is None and x.is_cpu and not x.requires_grad and not torch.compiler.is_compiling():
-            fill = self._plan(x).fill
-            if fill is not None:
-                out = fill(x, params)
-                return out if out is not None else self._exact(x, params)
-        return None
+    def _filled(self, plan: _BoxPlan, x: torch.Tensor, params: dict) -> torch.Tensor:
+        """``apply`` on the ``"fill"`` path (see :meth:`_path`)."""
+        out = plan.fill(x, params)
+        return out if out is not None else self._exact(x, params)
 
     def _draw_and_apply(self, x, generator):
         attrs = self.__dict__
+        # _path's test for the CPU paths, inline: this is every call's path on small batches
         if ("sample" not in attrs and "apply" not in attrs  # not replaced on this instance
                 and x.is_cpu and not x.requires_grad and not torch.compiler.is_compiling()):
             draw_and_fill = self._plan(x).draw_and_fill
@@ -336,6 +339,8 @@ class _BoxTransform(NegativeTransform):
         * ``"large"``: large CPU images: clone the batch and write only the boxes, through one
           strided view per box (cutmix copies the partner's box; cutout takes each mean from
           the box rows alone);
+        * ``"fill"``: small CPU images whose plan has a ``fill`` (batch partners only): the
+          blend in one call, which checks the values itself (see :meth:`_fill_fns`);
         * ``"blend"``: 0/1 weights through ``torch.lerp``, small CPU images whose values are
           all finite (exact for finite values, and the fastest there); with
           ``check_finite=False`` the caller checks that itself;
@@ -348,6 +353,8 @@ class _BoxTransform(NegativeTransform):
         plan = self._plan(x)
         if plan.large:
             return "large", plan
+        if plan.fill is not None and not others:
+            return "fill", plan
         return ("blend" if not check_finite or F.all_finite(x, *others) else "mask"), plan
 
     def extra_repr(self):
@@ -383,9 +390,7 @@ class Cutout(_BoxTransform):
         if plan.mean is F._no_mean or plan.mean is F.box_mean_by_matmul or plan.axes_by_pick is None:
             return None, None
         indicators, by_pick, mean_of, draw = plan.indicators, plan.axes_by_pick, plan.mean, plan.boxes
-        keep = F.memory_format(x)
-        if keep == torch.contiguous_format:
-            keep = None
+        keep = _format_to_keep(x)
         isfinite = math.isfinite
 
         def blend(x, rows, cols, area):
@@ -411,10 +416,9 @@ class Cutout(_BoxTransform):
         return _keep_format(F.box_fill_mean(x, self._masks(x, params)), x)
 
     def apply(self, x, params, partner):
-        out = self._fill(x, params, partner)
-        if out is not None:
-            return out
         path, plan = self._path(x, check_finite=False)
+        if path == "fill":
+            return self._filled(plan, x, params)
         if path == "large":
             # Large images: the mean from the box rows alone, then a clone of the batch with
             # only the boxes written. Exact whenever the box rows are finite; otherwise (or for
@@ -470,9 +474,7 @@ class CutMix(_BoxTransform):
         if not x.dtype.is_floating_point or plan.axes_by_pick is None or plan.partners is None:
             return None, None
         indicators, by_pick, draw, partners = plan.indicators, plan.axes_by_pick, plan.boxes, plan.partners
-        all_finite, keep = F.all_finite, F.memory_format(x)
-        if keep == torch.contiguous_format:
-            keep = None
+        all_finite, keep = F.all_finite, _format_to_keep(x)
 
         def blend(x, partner, rows, cols):
             # into the gathered partner batch (elementwise, so writing over an input is safe)
@@ -496,10 +498,9 @@ class CutMix(_BoxTransform):
         return _keep_format(F.select(x, _partner_images(x, params, None), self._masks(x, params)), x)
 
     def apply(self, x, params, partner):
-        out = self._fill(x, params, partner)
-        if out is not None:
-            return out
         path, plan = self._path(x) if partner is None else self._path(x, partner)
+        if path == "fill":
+            return self._filled(plan, x, params)
         if path == "large":
             planes, m, restore = F.to_planes(x)
             if partner is None:
