@@ -173,7 +173,7 @@ def demo(ctx, **given):
 
     \b
     Examples:
-      nda demo                  # default settings, under 10 minutes on a 2-core CPU
+      nda demo                  # default settings, 5-11 minutes on a 2-core CPU
       nda demo --quick          # smoke test, seconds
       nda demo --k 4 --seeds 0,1,2,3 --out runs/k4
       nda demo anomaly --help
