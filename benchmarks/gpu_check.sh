@@ -52,6 +52,9 @@ for entry in "$REPO"/nda_plugins/*; do ln -s "$entry" "$WORK/site/nda_plugins/";
 ln -s "$REPO/adapters" "$WORK/site/nda_plugins/adapters"
 ln -s "$REPO/patches" "$WORK/site/nda_plugins/patches"
 export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+# Python >= 3.11: the working directory (this repository) is not put first on sys.path, where its
+# nda_plugins/ (without adapters/ and patches/ inside) would shadow the mapped package above.
+export PYTHONSAFEPATH=1
 export PYTHONUNBUFFERED=1
 mkdir -p "$WORK/bin"  # an `nda` command for this repository's code (`timeout` needs a real command)
 printf '#!/bin/sh\nexec "%s" -c "import sys; sys.argv[0] = \\"nda\\"; from nda_plugins.cli import main; main()" "$@"\n' \
@@ -78,7 +81,8 @@ command -v nvidia-smi > /dev/null && nvidia-smi -L >> "$OUTDIR/env.txt" 2>&1
 note "gpu_check: $(head -1 "$OUTDIR/env.txt")"
 if ! grep -qx "nda_plugins from $REPO/nda_plugins" "$OUTDIR/env.txt" \
    || ! grep -qx "nda_plugins.adapters from $REPO/adapters" "$OUTDIR/env.txt"; then
-  note "FAILED: could not import nda_plugins from this repository (see env.txt)"
+  note "FAILED: could not import nda_plugins from this repository (see env.txt; Python >= 3.11 is needed"
+  note "        where nda-plugins is not installed, for PYTHONSAFEPATH)"
   exit 1
 fi
 
