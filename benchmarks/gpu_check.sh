@@ -10,7 +10,8 @@
 # Stages, each with its own time limit, all within NDA_GPU_CHECK_BUDGET_S seconds (default 460):
 #   a. tests/test_cuda.py (devices, dtypes, channels-last, no host sync in the hot path, compile()
 #      with Triton)                                             -> test_cuda.log, test_cuda.xml
-#   b. benchmarks/bench_transforms.py and bench_step.py on CUDA -> bench_transforms.txt/.json,
+#   b. benchmarks/bench_transforms.py (with --compiled) and bench_step.py on CUDA
+#                                                               -> bench_transforms.txt/.json,
 #      (ratios in one run; a copy is a device-to-device copy)      bench_step.txt/.json
 #   c. only if NDA_UPSTREAM_STYLEGAN2_ADA names a stylegan2-ada-pytorch checkout: on a private
 #      copy of it, `nda patch apply stylegan2-ada`, `nda patch build-ops` (bias_act, upfirdn2d; built
@@ -141,8 +142,12 @@ stage "a. tests/test_cuda.py" 170 "$OUTDIR/test_cuda.log" \
   env NDA_TEST_DEVICE="$DEV" "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py --junitxml="$OUTDIR/test_cuda.xml"
 
 # -- b. the benchmarks ----------------------------------------------------------------------------
-stage "b. bench_transforms" 90 "$OUTDIR/bench_transforms.txt" \
-  "$PY" benchmarks/bench_transforms.py --device "$DEV" "${REPEATS[@]}" --markdown --out "$OUTDIR/bench_transforms.json"
+# On CUDA also the compiled column (Triton; a few seconds of compiling per transform and shape):
+# eager, each transform is a dozen small launches, bound by launch latency on a large GPU.
+COMPILED=(); BT_CAP=90
+[ "$DEV" = cuda ] && { COMPILED=(--compiled); BT_CAP=200; }
+stage "b. bench_transforms" "$BT_CAP" "$OUTDIR/bench_transforms.txt" \
+  "$PY" benchmarks/bench_transforms.py --device "$DEV" "${REPEATS[@]}" "${COMPILED[@]}" --markdown --out "$OUTDIR/bench_transforms.json"
 # bench_step's stylegan2_ada rows without upstream here (its networks come in stage c).
 stage "b. bench_step" 80 "$OUTDIR/bench_step.txt" \
   env -u NDA_UPSTREAM_STYLEGAN2_ADA "$PY" benchmarks/bench_step.py --device "$DEV" "${STEP_ARGS[@]}" \

@@ -122,6 +122,21 @@ def test_generators_live_on_the_device():
             session.negatives(x.cpu(), step=1)
 
 
+def test_session_resumes_from_a_checkpoint_loaded_onto_the_device(tmp_path):
+    """``torch.load(map_location=DEV)`` puts the saved generator state on the device; a resumed
+    session must still take it (``Generator.set_state`` wants a CPU tensor) and continue exactly."""
+    x = _batch()
+    session = NDASession(transform="cutout", weight=0.5, seed=5)
+    session.negatives(x, step=0)
+    torch.save(session.state_dict(), tmp_path / "s.pt")
+    expected, _ = session.negatives(x, step=1)
+    state = torch.load(tmp_path / "s.pt", map_location=DEV, weights_only=False)
+    resumed = NDASession(transform="cutout", weight=0.5, seed=99)
+    resumed.load_state_dict(state)
+    got, _ = resumed.negatives(x, step=1)
+    assert torch.equal(got, expected)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_transform_hot_path_has_no_host_sync(name):
     x = _batch()

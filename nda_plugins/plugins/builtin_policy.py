@@ -112,6 +112,8 @@ def nda_load_state_dict(session, state):
         gen_state = generator.get("state")
         if not isinstance(gen_state, torch.Tensor) or gen_state.dtype != torch.uint8 or gen_state.dim() != 1:
             raise ValueError(f"{where}['generator']['state'] must be a 1-D uint8 tensor from Generator.get_state()")
+        # Generator.set_state takes a CPU tensor; torch.load(map_location="cuda") moves it to the GPU.
+        gen_state = gen_state.detach().cpu()
         try:  # a generator of that type must accept the state (the CPU's checks its size)
             probe = torch.Generator(device=generator["device"]) if generator["device"] == "cpu" else None
             if probe is not None:
@@ -142,9 +144,9 @@ def nda_load_state_dict(session, state):
     if generator is not None:
         gen = torch.Generator(device="cpu") if generator["device"] == "cpu" else None
         if gen is not None:
-            gen.set_state(generator["state"].clone())
+            gen.set_state(gen_state.clone())
             session._generator = gen
         else:  # device-specific generators are recreated on the first batch's device
-            session._pending_generator = (generator["device"], generator["state"].clone())
+            session._pending_generator = (generator["device"], gen_state.clone())
     if new_alpha is not None:
         session.adaptive_alpha = new_alpha
