@@ -153,6 +153,14 @@ stage "b. bench_step" 80 "$OUTDIR/bench_step.txt" \
   env -u NDA_UPSTREAM_STYLEGAN2_ADA "$PY" benchmarks/bench_step.py --device "$DEV" "${STEP_ARGS[@]}" \
   "${STEP_CASES[@]}" --out "$OUTDIR/bench_step.json"
 
+# Where the extra time of the stand-in's NDA step goes on this device (torch.profiler; the script
+# imports bench_step from its own folder, so sys.path[0] must be benchmarks/: no PYTHONSAFEPATH).
+if [ "$DEV" = cuda ]; then
+  stage "b. profile_step stylegan2_ada replace" 60 "$OUTDIR/profile_step_sg2_replace.txt" \
+    env -u NDA_UPSTREAM_STYLEGAN2_ADA -u PYTHONSAFEPATH "$PY" benchmarks/profile_step.py stylegan2_ada replace \
+    --device cuda --steps 20 --rows 25 --attribute
+fi
+
 # -- c. StyleGAN2-ADA with our patch series and the fused ops -------------------------------------
 SRC=${NDA_UPSTREAM_STYLEGAN2_ADA:-}
 if [ -z "$SRC" ]; then
