@@ -176,3 +176,20 @@ def test_compiled_transforms_are_timed_in_rounds_of_their_own(monkeypatch, bench
     assert timed == [("eager", "cutmix"), ("eager", "mixup")] * 3 + [("compiled", "cutmix"), ("compiled", "mixup")] * 3
     assert all(row["compiled_vs_clone"] > 0 and row["x_index_select"] > 0 for row in result["rows"])
     assert "compiled:cutmix" in result["median_seconds"] and result["compiled"] is True
+
+
+def test_count_ops_counts_the_device_path(load_benchmark, capsys):
+    count_ops = load_benchmark("count_ops.py", "count_ops")
+    x = torch.rand(4, 3, 8, 8)
+    ops, views = count_ops.count("noise", x)
+    assert ops == ["empty_like", "normal_", "add"] and views == []
+    # requires_grad takes the path other devices take: cutout fills through torch.where masks
+    # there, and through an indicator blend (lerp) on the CPU path
+    assert "where" in count_ops.count("cutout", x.clone().requires_grad_())[0]
+    assert "lerp" in count_ops.count("cutout", x)[0]
+    assert count_ops.main(["--shape", "4,3,8,8"]) == 0
+    table = capsys.readouterr().out
+    assert "cuda path" in table and table.count("\n| ") == len(count_ops.BUILTINS) + 2
+    with pytest.raises(SystemExit):
+        count_ops.main(["--shape", "4x3"])
+    assert "--shape must be comma-separated integers" in capsys.readouterr().err
