@@ -26,10 +26,12 @@
 #      device                                                   -> test_lightly_moco.log
 #   d. summary.txt (also printed), env.txt.
 #
+# NDA_GPU_CHECK_STAGES=b (a comma-separated list of a, b, c, e; default all) runs only those stages.
 # Without CUDA it says so, writes summary.txt and exits 0. NDA_GPU_CHECK_DRY_RUN=1 runs every
 # stage on the CPU instead, with tiny repeats (to test this script where there is no GPU); stage a
 # then runs tests/test_cuda.py's checks on the CPU.
-# Exit status: 0 when every stage that ran passed (or there is no CUDA), 1 otherwise.
+# Exit status: 0 when every stage that ran passed (or there is no CUDA), 1 otherwise, 2 for a bad
+# NDA_GPU_CHECK_STAGES.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -37,6 +39,7 @@ OUTDIR=${1:-${OUT:-$REPO/gpu_check_out}}
 PY=${PYTHON:-python3}
 BUDGET=${NDA_GPU_CHECK_BUDGET_S:-460}
 DRY=${NDA_GPU_CHECK_DRY_RUN:-0}
+STAGES=${NDA_GPU_CHECK_STAGES:-a,b,c,e}
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
 SUMMARY=$OUTDIR/summary.txt
@@ -87,6 +90,14 @@ if ! grep -qx "nda_plugins from $REPO/nda_plugins" "$OUTDIR/env.txt" \
   exit 1
 fi
 
+for s in ${STAGES//,/ }; do
+  case $s in a|b|c|e) ;; *)
+    note "NDA_GPU_CHECK_STAGES must be a comma-separated list of the stages a, b, c, e (default: all); got '$STAGES'"
+    exit 2;;
+  esac
+done
+want() { case ",$STAGES," in *",$1,"*) return 0;; esac; note "[$1] not selected (NDA_GPU_CHECK_STAGES=$STAGES)"; return 1; }
+
 CUDA=$("$PY" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null || echo 0)
 if [ "$CUDA" != 1 ] && [ "$DRY" != 1 ]; then
   note "CUDA is not available here (torch.cuda.is_available() is False): nothing to check."
@@ -127,7 +138,7 @@ stage() {
 
 cd "$REPO" || exit 1
 
-# -- wheels for the lightly adapter (a bare GPU machine has neither lightly nor torchvision) ------
+# -- wheels (a bare GPU machine may lack lightly, mmengine and what they import) ------------------
 WHEELS=${NDA_GPU_CHECK_WHEELS:-}
 if [ -n "$WHEELS" ]; then
   if stage "wheels from $WHEELS" 60 "$OUTDIR/wheels.log" \
@@ -138,32 +149,37 @@ fi
 
 # -- a. the suite's CUDA tests --------------------------------------------------------------------
 # (the dry run runs them on the CPU: NDA_TEST_DEVICE=cpu, see the test file's docstring)
-stage "a. tests/test_cuda.py" 170 "$OUTDIR/test_cuda.log" \
+want a && stage "a. tests/test_cuda.py" 170 "$OUTDIR/test_cuda.log" \
   env NDA_TEST_DEVICE="$DEV" "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py --junitxml="$OUTDIR/test_cuda.xml"
 
 # -- b. the benchmarks ----------------------------------------------------------------------------
 # On CUDA also the compiled column (Triton; a few seconds of compiling per transform and shape):
-# eager, each transform is a dozen small launches, bound by launch latency on a large GPU.
+# eager, a call is 3 to 14 small ops (benchmarks/count_ops.py), bound by launch latency on a GPU.
 COMPILED=(); BT_CAP=90
 [ "$DEV" = cuda ] && { COMPILED=(--compiled); BT_CAP=200; }
-stage "b. bench_transforms" "$BT_CAP" "$OUTDIR/bench_transforms.txt" \
-  "$PY" benchmarks/bench_transforms.py --device "$DEV" "${REPEATS[@]}" "${COMPILED[@]}" --markdown --out "$OUTDIR/bench_transforms.json"
-# bench_step's stylegan2_ada rows without upstream here (its networks come in stage c).
-stage "b. bench_step" 80 "$OUTDIR/bench_step.txt" \
-  env -u NDA_UPSTREAM_STYLEGAN2_ADA "$PY" benchmarks/bench_step.py --device "$DEV" "${STEP_ARGS[@]}" \
-  "${STEP_CASES[@]}" --out "$OUTDIR/bench_step.json"
+if want b; then
+  stage "b. bench_transforms" "$BT_CAP" "$OUTDIR/bench_transforms.txt" \
+    "$PY" benchmarks/bench_transforms.py --device "$DEV" "${REPEATS[@]}" "${COMPILED[@]}" --markdown --out "$OUTDIR/bench_transforms.json"
+  # bench_step's stylegan2_ada rows without upstream here (its networks come in stage c); its
+  # biggan and pix2pix rows on upstream's networks where NDA_UPSTREAM_BIGGAN / _PIX2PIX are set.
+  stage "b. bench_step" 150 "$OUTDIR/bench_step.txt" \
+    env -u NDA_UPSTREAM_STYLEGAN2_ADA "$PY" benchmarks/bench_step.py --device "$DEV" "${STEP_ARGS[@]}" \
+    "${STEP_CASES[@]}" --out "$OUTDIR/bench_step.json"
 
-# Where the extra time of the stand-in's NDA step goes on this device (torch.profiler; the script
-# imports bench_step from its own folder, so sys.path[0] must be benchmarks/: no PYTHONSAFEPATH).
-if [ "$DEV" = cuda ]; then
-  stage "b. profile_step stylegan2_ada replace" 60 "$OUTDIR/profile_step_sg2_replace.txt" \
-    env -u NDA_UPSTREAM_STYLEGAN2_ADA -u PYTHONSAFEPATH "$PY" benchmarks/profile_step.py stylegan2_ada replace \
-    --device cuda --steps 20 --rows 25 --attribute
-fi
+  # Where the extra time of the stand-in's NDA step goes on this device (torch.profiler; the script
+  # imports bench_step from its own folder, so sys.path[0] must be benchmarks/: no PYTHONSAFEPATH).
+  if [ "$DEV" = cuda ]; then
+    stage "b. profile_step stylegan2_ada replace" 60 "$OUTDIR/profile_step_sg2_replace.txt" \
+      env -u NDA_UPSTREAM_STYLEGAN2_ADA -u PYTHONSAFEPATH "$PY" benchmarks/profile_step.py stylegan2_ada replace \
+      --device cuda --steps 20 --rows 25 --attribute
+  fi
+fi  # want b
 
 # -- c. StyleGAN2-ADA with our patch series and the fused ops -------------------------------------
 SRC=${NDA_UPSTREAM_STYLEGAN2_ADA:-}
-if [ -z "$SRC" ]; then
+if ! want c; then
+  :
+elif [ -z "$SRC" ]; then
   note "[c. stylegan2-ada] skipped: NDA_UPSTREAM_STYLEGAN2_ADA is not set (a stylegan2-ada-pytorch checkout)"
 elif [ ! -f "$SRC/training/loss.py" ]; then
   note "[c. stylegan2-ada] FAILED: NDA_UPSTREAM_STYLEGAN2_ADA=$SRC has no training/loss.py"; FAILED=1
@@ -215,7 +231,9 @@ else
 fi
 
 # -- e. the lightly MoCo adapter on this device ----------------------------------------------------
-if "$PY" -c 'import lightly, torchvision' > /dev/null 2>&1; then
+if ! want e; then
+  :
+elif "$PY" -c 'import lightly, torchvision' > /dev/null 2>&1; then
   stage "e. lightly MoCo on $DEV" 90 "$OUTDIR/test_lightly_moco.log" \
     "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_adapters_lightly_moco.py -k "$DEV"
 else

@@ -70,6 +70,31 @@ def test_dry_run_runs_every_stage_on_the_cpu(tmp_path):
     assert (out / "bench_transforms.json").is_file() and (out / "bench_step.json").is_file()
 
 
+def test_bad_stage_list_names_the_variable(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NDA_")}
+    env.update(PYTHON=sys.executable, NDA_GPU_CHECK_STAGES="a,x")
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(SCRIPT), str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "NDA_GPU_CHECK_STAGES must be a comma-separated list of the stages a, b, c, e" in proc.stdout
+    assert "got 'a,x'" in proc.stdout and not (out / "test_cuda.log").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the dry run is not what runs")
+def test_dry_run_of_one_stage_runs_only_that_stage(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NDA_")}
+    env.update(PYTHON=sys.executable, NDA_GPU_CHECK_DRY_RUN="1", NDA_GPU_CHECK_STAGES="b", OMP_NUM_THREADS="1")
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(SCRIPT), str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = (out / "summary.txt").read_text()
+    assert "[b. bench_transforms] ok" in summary and "[b. bench_step] ok" in summary, summary
+    for other in ("a", "c", "e"):
+        assert f"[{other}] not selected (NDA_GPU_CHECK_STAGES=b)" in summary, summary
+    assert not (out / "test_cuda.log").exists() and "stylegan2-ada" not in summary.lower()
+
+
 def _tiny_wheel(folder: Path) -> None:
     """A one-module wheel (what NDA_GPU_CHECK_WHEELS holds: lightly, torchvision, ...)."""
     import zipfile
