@@ -3,7 +3,8 @@
 Parametrized over ``nda_plugins.patches.series_dirs()``, so a new series is tested without a
 new test: the series file matches the patch files, each patch parses, upstream.json records
 every touched file, NDA patches only add call sites, compatibility patches never touch the
-fused CUDA ops (their plugin loader only to take the module ``load`` returns), and the flags in the patches map to NDASession arguments.
+fused CUDA ops (their plugin loader only to take the module ``load`` returns), and the flags in
+the patches map to NDASession arguments.
 """
 
 from __future__ import annotations
