@@ -155,9 +155,9 @@ want a && stage "a. tests/test_cuda.py" 170 "$OUTDIR/test_cuda.log" \
 # -- b. the benchmarks ----------------------------------------------------------------------------
 # On CUDA also the compiled column (Triton; a few seconds of compiling per transform and shape):
 # eager, a call is 3 to 14 small ops (benchmarks/count_ops.py), bound by launch latency on a GPU.
-COMPILED=(); BT_CAP=90
-[ "$DEV" = cuda ] && { COMPILED=(--compiled); BT_CAP=200; }
 if want b; then
+  COMPILED=(); BT_CAP=90
+  [ "$DEV" = cuda ] && { COMPILED=(--compiled); BT_CAP=200; }
   stage "b. bench_transforms" "$BT_CAP" "$OUTDIR/bench_transforms.txt" \
     "$PY" benchmarks/bench_transforms.py --device "$DEV" "${REPEATS[@]}" "${COMPILED[@]}" --markdown --out "$OUTDIR/bench_transforms.json"
   # bench_step's stylegan2_ada rows without upstream here (its networks come in stage c); its
